@@ -1,0 +1,57 @@
+"""Subcommands whose issue has not landed yet: a real ``--help`` that says so, and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_NOT_BUILT = 3
+
+#: name -> (issue, one-line summary, what it will do)
+PLANNED = {
+    "curate": (3, "turn raw VoxCeleb2 / CelebV-HQ / VFHQ / HDTF / folder videos into clip shards",
+               "pt curate --source {voxceleb2,celebvhq,vfhq,hdtf,folder} --input DIR --output DIR\n"
+               "A Ray Data streaming pipeline: decode and resample to 25 fps / 16 kHz, MediaPipe face mesh,\n"
+               "face tracks and clips, stable 256x256 crops, image-quality filter, rejects with reasons,\n"
+               "resumable after a kill, manifest.json with counts and per-stage timings."),
+    "fit": (4, "hybrid 3DMM fitting of a video (coefficients + overlay video)",
+            "pt fit VIDEO --out DIR\n"
+            "MediaPipe-initialised, batched clip-level optimisation (reprojection + temporal + regulariser)."),
+    "train": (5, "train stage 1 (style-aware geometry), stage 2 (renderer) or the style encoder",
+              "pt train {stage1,stage2,style} --shards DIR --out RUN [--max-steps N] [--preset tiny|paper]"),
+    "dub": (6, "dub a reference video with a new audio track",
+            "pt dub --video REF.mp4 --audio NEW.wav --out OUT.mp4 [--checkpoint RUN]"),
+    "bench": (7, "score dubbing methods' videos with the fixed metric protocol (leaderboards)",
+              "pt bench --reference DIR --method NAME=DIR ... --out DIR [--metrics ssim,psnr,...]\n"
+              "SSIM, PSNR, FID, LPIPS, LMD, SyncScore (LSE-C/LSE-D), CSIM, StyleSim with bootstrap CIs."),
+    "report": (7, "figures of a benchmark run: style t-SNE, metric bars with CIs, distributions",
+               "pt report --bench DIR --out DIR"),
+}
+
+
+class _NotBuilt(argparse.Action):
+    """Prints the planned usage and the issue, then exits non-zero (also for --help)."""
+
+    def __init__(self, option_strings, dest, name: str = "", **kw):
+        super().__init__(option_strings, dest, nargs=0, **kw)
+        self.name = name
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        _say_not_built(self.name)
+
+
+def _say_not_built(name: str) -> None:
+    issue, _, _ = PLANNED[name]
+    print(f"\n`pt {name}` is not built yet: it lands with issue #{issue}. Nothing was run.", file=sys.stderr)
+    sys.exit(EXIT_NOT_BUILT)
+
+
+def add_planned(sub: argparse._SubParsersAction, name: str) -> None:
+    """Register a planned subcommand whose help describes it and whose every use exits non-zero."""
+    issue, summary, usage = PLANNED[name]
+    p = sub.add_parser(name, help=f"{summary} [not built yet: issue #{issue}]", add_help=False,
+                       description=f"{summary}.\n\nPlanned usage:\n  {usage}\n\n"
+                                   f"Status: not built yet (issue #{issue}); this command exits with code "
+                                   f"{EXIT_NOT_BUILT}.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-h", "--help", action=_NotBuilt, name=name, help="show this help and exit")
+    p.set_defaults(func=lambda args: _say_not_built(name))

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny clips made in memory, the shared real data (skipped when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+SHARED_DATA = Path(os.environ.get("PT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "videos").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set PT_SHARED_DATA to the shared/data folder)")
+    return SHARED_DATA
+
+
+def make_clip(i: int, num_frames: int = 4, *, speaker: str = "spk0", seed: int = 0, geometry: bool = False):
+    """A valid tiny clip with random 256x256 frames (deterministic by ``seed`` and ``i``)."""
+    from pt_data.clip import Clip
+    from pt_data.jpeg import encode_jpeg
+
+    rng = np.random.default_rng([seed, i])
+    frames = [encode_jpeg(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), 80) for _ in range(num_frames)]
+    return Clip(
+        clip_id=f"test-{seed}-{i:05d}", dataset="test", speaker_id=speaker, source_uri=f"mem://{i}",
+        start_s=float(i), end_s=float(i) + num_frames / 25, frames=frames,
+        audio=rng.integers(-3000, 3000, num_frames * 640, dtype=np.int16),
+        crop_affine=rng.normal(size=(num_frames, 2, 3)).astype(np.float32),
+        landmarks=rng.uniform(0, 256, (num_frames, 478, 2)).astype(np.float32),
+        shape=rng.normal(size=100).astype(np.float32) if geometry else None,
+        expression=rng.normal(size=(num_frames, 57)).astype(np.float32) if geometry else None,
+        pose=rng.normal(size=(num_frames, 6)).astype(np.float32) if geometry else None,
+        iqa_score=50.0 + i if geometry else None,
+    )
+
+
+@pytest.fixture
+def clip_factory():
+    return make_clip
