@@ -44,3 +44,26 @@ def test_mediapipe_finds_the_face_in_real_videos(shared_data):
                 lm = faces[0]
                 assert lm.shape == (478, 3)
                 assert (lm[:, 0] > 0).all() and (lm[:, 0] < frame.shape[1]).all()
+
+
+def test_each_real_video_is_one_continuous_track(shared_data):
+    """No false scene cuts or track breaks on real talking heads; crops keep the face centred and steady."""
+    from pt_data.crop import apply_affine_points, crop_transforms
+    from pt_data.decode import iter_frames_at_fps
+    from pt_data.tracks import FrameEvidence, segment_clips
+
+    for name in ("vrt_face1.mp4", "vrt_face4.mp4"):  # variable frame rate ~22 fps, and 30 fps
+        ev, lms = FrameEvidence(), []
+        with FaceMeshDetector() as det:
+            for _, frame in iter_frames_at_fps(str(shared_data / "videos" / name)):
+                faces = det.detect(frame)
+                ev.add(frame, faces)
+                lms.append(faces[0][:, :2])
+        n = len(lms)
+        assert abs(n - probe_video(str(shared_data / "videos" / name)).duration_s * 25) <= 2
+        seg = segment_clips(ev)
+        assert seg.clips == [(0, n)], (name, seg)
+        lm = np.stack(lms)
+        nose = apply_affine_points(crop_transforms(lm), lm)[:, 1]
+        assert (nose > 64).all() and (nose < 192).all()  # the face stays in the middle of the crop
+        assert np.abs(np.diff(nose, 2, axis=0)).mean() < 2.0  # and the crop does not shake (px/frame^2)
