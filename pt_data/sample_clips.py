@@ -23,6 +23,7 @@ import numpy as np
 
 from pt_data.audio import float_to_pcm16, frame_energy, resample_audio
 from pt_data.clip import Clip
+from pt_data.crop import apply_affine_points, invert_affines
 from pt_data.jpeg import encode_jpeg
 from pt_data.landmarks import (LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP, FaceMeshConfig,
                                FaceMeshDetector, detect_video_landmarks)
@@ -198,11 +199,6 @@ def _head_motion(num_frames: int, size: int, amount: float, seed: int) -> np.nda
     return np.stack(ms)
 
 
-def _invert_affine(m: np.ndarray) -> np.ndarray:
-    full = np.vstack([m, [0, 0, 1]])
-    return np.linalg.inv(full)[:2]
-
-
 def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The affine ``a`` after ``b`` (both 2x3)."""
     return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
@@ -233,7 +229,7 @@ def make_sample_clip(path: str | os.PathLike, config: SampleClipConfig | None = 
     cx, cy = (lo + hi) / 2
     s = CROP_SIZE / side
     crop = np.array([[s, 0, CROP_SIZE / 2 - s * cx], [0, s, CROP_SIZE / 2 - s * cy]])
-    affines = np.stack([_compose(crop, _invert_affine(m)) for m in motion]).astype(np.float32)
+    affines = np.stack([_compose(crop, m_inv) for m_inv in invert_affines(motion)]).astype(np.float32)
     return SampleClip(str(path), speaker, n, source, drive.astype(np.float32), affines)
 
 
@@ -264,7 +260,7 @@ def sample_to_clip(sample: SampleClip, *, dataset: str = "sample") -> Clip:
     if (counts == 0).any():
         raise SampleClipError(f"{sample.path}: no face in frames {np.flatnonzero(counts == 0).tolist()[:10]}")
     a = sample.crop_affine
-    lm_crop = np.einsum("tij,tkj->tki", a[:, :, :2], lm) + a[:, None, :, 2]
+    lm_crop = apply_affine_points(a, lm)
     audio = read_audio(sample.path)
     want = sample.num_frames * SAMPLES_PER_FRAME
     audio = np.pad(audio[:want], (0, max(0, want - len(audio))))
