@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from pt_data.shard_schema import FPS, SAMPLE_RATE
-from pt_data.video_io import MediaError
+from pt_data.video_io import MediaError, iter_decoded_frames
 
 
 def _first_video_time(path: str) -> float:
@@ -27,40 +27,31 @@ def _first_video_time(path: str) -> float:
 def iter_frames_at_fps(path: str, fps: int = FPS, *, max_frames: int | None = None
                        ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(k, RGB uint8 frame)`` at a constant ``fps`` starting at the first video frame."""
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise MediaError(f"{path}: no video stream")
-            s = c.streams.video[0]
-            s.thread_type = "AUTO"
-            k, t0, prev, prev_t = 0, None, None, None
-            last_dt = 1.0 / fps
-            for frame in c.decode(s):
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * s.time_base)
-                if t0 is None:
-                    t0 = t
-                t -= t0
-                if prev is not None:
-                    if t <= prev_t:  # out-of-order or duplicate timestamp: keep the earlier frame
-                        continue
-                    last_dt = t - prev_t
-                    boundary = (prev_t + t) / 2  # output times before this show ``prev``
-                    while k / fps < boundary:
-                        yield k, prev
-                        k += 1
-                        if max_frames is not None and k >= max_frames:
-                            return
-                prev, prev_t = frame.to_ndarray(format="rgb24"), t
-            if prev is None:
-                raise MediaError(f"{path}: the video stream has no decodable frame")
-            end = prev_t + last_dt  # the last frame lasts as long as the one before it
-            while k / fps < end - 1e-6 and (max_frames is None or k < max_frames):
+    k, t0, prev, prev_t = 0, None, None, None
+    last_dt = 1.0 / fps
+    for t, frame in iter_decoded_frames(path):
+        if t is None:
+            continue
+        if t0 is None:
+            t0 = t
+        t -= t0
+        if prev is not None:
+            if t <= prev_t:  # out-of-order or duplicate timestamp: keep the earlier frame
+                continue
+            last_dt = t - prev_t
+            boundary = (prev_t + t) / 2  # output times before this show ``prev``
+            while k / fps < boundary:
                 yield k, prev
                 k += 1
-    except av.FFmpegError as e:
-        raise MediaError(f"{path}: video decoding failed ({e})") from e
+                if max_frames is not None and k >= max_frames:
+                    return
+        prev, prev_t = frame.to_ndarray(format="rgb24"), t
+    if prev is None:
+        raise MediaError(f"{path}: the video stream has no decodable frame")
+    end = prev_t + last_dt  # the last frame lasts as long as the one before it
+    while k / fps < end - 1e-6 and (max_frames is None or k < max_frames):
+        yield k, prev
+        k += 1
 
 
 def read_audio_aligned(path: str, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None

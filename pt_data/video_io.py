@@ -49,8 +49,8 @@ def probe_video(path: str) -> VideoInfo:
         raise MediaError(f"{path}: cannot open as a video ({e})") from e
 
 
-def iter_video_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield ``(timestamp_s, RGB uint8 frame)`` for every decoded frame, in presentation order."""
+def iter_decoded_frames(path: str) -> Iterator[tuple[float | None, av.VideoFrame]]:
+    """Yield ``(timestamp_s or None, undecoded-to-RGB frame)`` of the first video stream; errors as MediaError."""
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
@@ -58,10 +58,15 @@ def iter_video_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in c.decode(stream):
-                t = float(frame.pts * stream.time_base) if frame.pts is not None else float(frame.time or 0.0)
-                yield t, frame.to_ndarray(format="rgb24")
+                yield (float(frame.pts * stream.time_base) if frame.pts is not None else None), frame
     except av.FFmpegError as e:
         raise MediaError(f"{path}: video decoding failed ({e})") from e
+
+
+def iter_video_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(timestamp_s, RGB uint8 frame)`` for every decoded frame, in presentation order."""
+    for t, frame in iter_decoded_frames(path):
+        yield (t if t is not None else float(frame.time or 0.0)), frame.to_ndarray(format="rgb24")
 
 
 def read_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
