@@ -69,22 +69,28 @@ def iter_video_frames(path: str) -> Iterator[tuple[float, np.ndarray]]:
         yield (t if t is not None else float(frame.time or 0.0)), frame.to_ndarray(format="rgb24")
 
 
-def read_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
-    """Decode the first audio stream, downmixed to mono and resampled to ``sample_rate``; int16 samples."""
+def decode_audio(path: str, sample_rate: int = 16000) -> tuple[np.ndarray, float | None]:
+    """The first audio stream as mono int16 at ``sample_rate``, and its first timestamp in seconds."""
     try:
         with av.open(str(path)) as c:
             if not c.streams.audio:
                 raise MediaError(f"{path}: no audio stream")
+            stream = c.streams.audio[0]
             resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-            chunks = []
-            for frame in c.decode(c.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+            chunks, start = [], None
+            for frame in c.decode(stream):
+                if start is None and frame.pts is not None:
+                    start = float(frame.pts * stream.time_base)
+                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     except av.FFmpegError as e:
         raise MediaError(f"{path}: audio decoding failed ({e})") from e
-    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
+    return (np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)), start
+
+
+def read_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream, downmixed to mono and resampled to ``sample_rate``; int16 samples."""
+    return decode_audio(path, sample_rate)[0]
 
 
 def write_video(path: str, frames: Iterable[np.ndarray], fps: int = 25, audio: np.ndarray | None = None,

@@ -78,3 +78,16 @@ def test_no_audio_and_broken_files_are_media_errors(tmp_path):
     bad.write_bytes(p.read_bytes()[:200])
     with pytest.raises(MediaError, match="trunc.mp4"):
         list(iter_frames_at_fps(str(bad)))
+
+
+def test_audio_only_file_is_a_media_error(tmp_path):
+    p = tmp_path / "audio_only.m4a"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("aac", rate=16000)
+        s.layout = "mono"
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+        fr.sample_rate, fr.pts = 16000, 0
+        for pkt in list(s.encode(fr)) + list(s.encode()):
+            c.mux(pkt)
+    with pytest.raises(MediaError, match="no video stream"):
+        read_audio_aligned(str(p))
