@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Sequence
 
-from pt_cli import demo_cmd, weights_cmd
+from pt_cli import curate_cmd, demo_cmd, weights_cmd
 from pt_cli.planned import PLANNED, add_planned
 
 EPILOG = """tasks:
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         v = "unknown"
     parser.add_argument("--version", action="version", version=f"%(prog)s {v}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in ("curate", "fit", "train", "dub", "bench", "report"):
+    curate_cmd.add_parser(sub)
+    for name in ("fit", "train", "dub", "bench", "report"):
         add_planned(sub, name)
     weights_cmd.add_parser(sub)
     demo_cmd.add_parser(sub)

@@ -8,11 +8,6 @@ EXIT_NOT_BUILT = 3
 
 #: name -> (issue, one-line summary, what it will do)
 PLANNED = {
-    "curate": (3, "turn raw VoxCeleb2 / CelebV-HQ / VFHQ / HDTF / folder videos into clip shards",
-               "pt curate --source {voxceleb2,celebvhq,vfhq,hdtf,folder} --input DIR --output DIR\n"
-               "A Ray Data streaming pipeline: decode and resample to 25 fps / 16 kHz, MediaPipe face mesh,\n"
-               "face tracks and clips, stable 256x256 crops, image-quality filter, rejects with reasons,\n"
-               "resumable after a kill, manifest.json with counts and per-stage timings."),
     "fit": (4, "hybrid 3DMM fitting of a video (coefficients + overlay video)",
             "pt fit VIDEO --out DIR\n"
             "MediaPipe-initialised, batched clip-level optimisation (reprojection + temporal + regulariser)."),

@@ -45,6 +45,20 @@ def frame_similarity_params(landmarks: np.ndarray) -> np.ndarray:
     return np.column_stack([centre, half, angle])
 
 
+def similarity_affines(centre: np.ndarray, half: np.ndarray, angle: np.ndarray, size: int) -> np.ndarray:
+    """(T, 2, 3) float32 affines mapping a rotated square (centre, half side, angle) onto ``size`` pixels."""
+    cx, cy = np.asarray(centre, np.float64).T
+    s = size / (2 * np.asarray(half, np.float64))
+    ang = np.asarray(angle, np.float64)
+    cos, sin = np.cos(-ang) * s, np.sin(-ang) * s
+    m = np.empty((len(s), 2, 3))
+    m[:, 0, 0], m[:, 0, 1] = cos, -sin
+    m[:, 1, 0], m[:, 1, 1] = sin, cos
+    m[:, 0, 2] = size / 2 - (cos * cx - sin * cy)
+    m[:, 1, 2] = size / 2 - (sin * cx + cos * cy)
+    return m.astype(np.float32)
+
+
 def crop_transforms(landmarks: np.ndarray, config: CropConfig | None = None) -> np.ndarray:
     """(T, 2, 3) float32 affines (source pixels -> crop pixels), smoothed over the clip."""
     cfg = config or CropConfig()
@@ -52,14 +66,15 @@ def crop_transforms(landmarks: np.ndarray, config: CropConfig | None = None) -> 
     cx, cy, half, ang = p[:, 0], p[:, 1], np.log(p[:, 2] * cfg.scale), np.unwrap(p[:, 3])
     if cfg.smooth_sigma > 0 and len(p) > 1:
         cx, cy, half, ang = (gaussian_filter1d(v, cfg.smooth_sigma, mode="nearest") for v in (cx, cy, half, ang))
-    s = cfg.size / (2 * np.exp(half))
-    cos, sin = np.cos(-ang) * s, np.sin(-ang) * s
-    m = np.empty((len(p), 2, 3))
-    m[:, 0, 0], m[:, 0, 1] = cos, -sin
-    m[:, 1, 0], m[:, 1, 1] = sin, cos
-    m[:, 0, 2] = cfg.size / 2 - (cos * cx - sin * cy)
-    m[:, 1, 2] = cfg.size / 2 - (sin * cx + cos * cy)
-    return m.astype(np.float32)
+    return similarity_affines(np.column_stack([cx, cy]), np.exp(half), ang, cfg.size)
+
+
+def compose_affines(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The affine that applies ``inner`` then ``outer`` (both (…, 2, 3))."""
+    o, i = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    lin = o[..., :2] @ i[..., :2]
+    t = np.einsum("...ij,...j->...i", o[..., :2], i[..., 2]) + o[..., 2]
+    return np.concatenate([lin, t[..., None]], -1).astype(np.float32)
 
 
 def invert_affines(affines: np.ndarray) -> np.ndarray:

@@ -15,18 +15,32 @@ from pt_data.shard_schema import FPS, SAMPLE_RATE
 from pt_data.video_io import MediaError, decode_audio, iter_decoded_frames
 
 
-def _first_video_time(path: str) -> float:
+def first_video_time(path: str) -> float:
     for t, _ in iter_decoded_frames(path):
         return t or 0.0
     raise MediaError(f"{path}: the video stream has no decodable frame")
 
 
-def iter_frames_at_fps(path: str, fps: int = FPS, *, max_frames: int | None = None
+def iter_frames_at_fps(path: str, fps: int = FPS, *, max_frames: int | None = None,
+                       start_s: float | None = None, end_s: float | None = None
                        ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(k, RGB uint8 frame)`` at a constant ``fps`` starting at the first video frame."""
+    """Yield ``(k, RGB uint8 frame)`` at a constant ``fps`` starting at the first video frame.
+
+    ``start_s``/``end_s`` (seconds after the first video frame) restrict the output to a window: frame 0 is
+    then the instant ``start_s`` (reached by seeking, not by decoding everything before it).
+    """
     k, t0, prev, prev_t, rgb = 0, None, None, None, None
+    seek = None
+    if start_s:
+        seek = first_video_time(path) + start_s
+        t0 = seek
+    if end_s is not None:
+        n = int(round((end_s - (start_s or 0.0)) * fps))
+        max_frames = n if max_frames is None else min(max_frames, n)
+    if max_frames is not None and max_frames <= 0:
+        return
     last_dt = 1.0 / fps
-    for t, frame in iter_decoded_frames(path):
+    for t, frame in iter_decoded_frames(path, seek):
         if t is None:
             continue
         if t0 is None:
@@ -56,7 +70,7 @@ def iter_frames_at_fps(path: str, fps: int = FPS, *, max_frames: int | None = No
 def read_audio_aligned(path: str, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None
                        ) -> np.ndarray:
     """Mono int16 audio at ``sample_rate`` whose sample 0 is the first video frame's instant."""
-    v0 = _first_video_time(path) if video_start_s is None else video_start_s
+    v0 = first_video_time(path) if video_start_s is None else video_start_s
     audio, a0 = decode_audio(path, sample_rate)
     if len(audio) == 0:
         raise MediaError(f"{path}: the audio stream has no decodable samples")

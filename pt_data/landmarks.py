@@ -48,11 +48,12 @@ class FaceMeshDetector:
         """All faces in one HxWx3 uint8 RGB frame: a list of (478, 3) float32 arrays in pixels."""
         h, w = rgb.shape[:2]
         res = self._mesh.process(np.ascontiguousarray(rgb))
-        faces = []
-        for f in res.multi_face_landmarks or []:
-            pts = np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32)
-            faces.append(pts * np.array([w, h, w], dtype=np.float32))
-        return faces
+        scale = np.array([w, h, w], dtype=np.float32)
+        return [landmark_list_to_array(f) * scale for f in res.multi_face_landmarks or []]
+
+    def reset(self) -> None:
+        """Forget the tracking state (call before each new video so results do not depend on the order)."""
+        self._mesh.reset()
 
     def close(self) -> None:
         self._mesh.close()
@@ -62,6 +63,26 @@ class FaceMeshDetector:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_LANDMARK_RECORD = np.dtype([("tag", "u1"), ("len", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"),
+                             ("tz", "u1"), ("z", "<f4")])
+
+
+def landmark_list_to_array(landmarks) -> np.ndarray:
+    """(N, 3) float32 normalised coordinates of a MediaPipe ``NormalizedLandmarkList``.
+
+    Fast path: the serialised message is a run of identical 17-byte records (field 1, length 15, then the
+    x, y, z floats), read with one ``np.frombuffer``; any other layout falls back to per-point access.
+    """
+    buf = landmarks.SerializeToString()
+    n = len(landmarks.landmark)
+    if len(buf) == n * _LANDMARK_RECORD.itemsize:
+        rec = np.frombuffer(buf, dtype=_LANDMARK_RECORD)
+        if (np.all(rec["tag"] == 0x0A) and np.all(rec["len"] == 15) and np.all(rec["tx"] == 0x0D)
+                and np.all(rec["ty"] == 0x15) and np.all(rec["tz"] == 0x1D)):
+            return np.stack([rec["x"], rec["y"], rec["z"]], axis=1)
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)
 
 
 def detect_video_landmarks(frames: Iterable[np.ndarray], config: FaceMeshConfig | None = None

@@ -85,12 +85,15 @@ class ShardWriter:
     """
 
     def __init__(self, path: str, *, filesystem: pafs.FileSystem | None = None,
-                 config: ShardWriterConfig | None = None) -> None:
+                 config: ShardWriterConfig | None = None, metadata: Mapping[str, str] | None = None) -> None:
         self.fs, self.path = resolve_filesystem(path, filesystem)
         if not self.path.endswith(SHARD_SUFFIX):
             raise ValueError(f"shard path {path!r} must end with {SHARD_SUFFIX}")
         self.config = config or ShardWriterConfig()
         self.schema = clip_schema()
+        if metadata:  # extra key-value metadata (e.g. the curation bookkeeping); cannot replace pt.* keys
+            extra = {k.encode(): v.encode() for k, v in metadata.items()}
+            self.schema = self.schema.with_metadata({**extra, **self.schema.metadata})
         parent, name = posixpath.split(self.path.replace(os.sep, "/"))
         self.fs.create_dir(parent, recursive=True)
         self.tmp_path = posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -171,9 +174,10 @@ class ShardWriter:
 
 
 def write_shard(path: str, clips: Iterable[Clip | Mapping[str, Any]], *,
-                filesystem: pafs.FileSystem | None = None, config: ShardWriterConfig | None = None) -> ShardInfo:
+                filesystem: pafs.FileSystem | None = None, config: ShardWriterConfig | None = None,
+                metadata: Mapping[str, str] | None = None) -> ShardInfo:
     """Write ``clips`` to one shard atomically and return its :class:`ShardInfo`."""
-    with ShardWriter(path, filesystem=filesystem, config=config) as w:
+    with ShardWriter(path, filesystem=filesystem, config=config, metadata=metadata) as w:
         w.write_all(clips)
     return w.close()
 
@@ -285,7 +289,23 @@ def discover_shards(root: str, *, filesystem: pafs.FileSystem | None = None) -> 
 
 
 # --------------------------------------------------------------------------------------------- manifest
-def _write_text_atomic(fs: pafs.FileSystem, path: str, text: str) -> None:
+def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write a small Parquet table under a temporary name and rename it (never seen half-written)."""
+    parent, name = posixpath.split(path)
+    fs.create_dir(parent, recursive=True)
+    tmp = posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with fs.open_output_stream(tmp) as f:
+            pq.write_table(table, f, compression="zstd")
+        fs.move(tmp, path)
+    except BaseException:
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_file(tmp)
+        raise
+
+
+def write_text_atomic(fs: pafs.FileSystem, path: str, text: str) -> None:
+    """Write a text file under a temporary name and rename it."""
     parent, name = posixpath.split(path)
     fs.create_dir(parent, recursive=True)
     tmp = posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -299,7 +319,7 @@ def write_manifest(root: str, manifest: Mapping[str, Any], *, filesystem: pafs.F
     fs, p = resolve_filesystem(root, filesystem)
     data = {"schema": SCHEMA_NAME.decode(), "schema_version": SCHEMA_VERSION, **manifest}
     path = posixpath.join(p, MANIFEST_NAME)
-    _write_text_atomic(fs, path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text_atomic(fs, path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
     return path
 
 

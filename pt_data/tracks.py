@@ -57,52 +57,93 @@ class Segmentation:
     unused: dict[str, int]
 
 
+def face_status(heights: list[float], cfg: TrackConfig) -> str:
+    """"ok" or why a frame with faces of these heights is unusable ("no face", "face too small", ...)."""
+    if not heights:
+        return "no face"
+    big = max(heights)
+    if big < cfg.min_face_px:
+        return "face too small"
+    if sum(h >= cfg.second_face_ratio * big for h in heights) > 1:
+        return "several faces"
+    return "ok"
+
+
 def frame_status(ev: FrameEvidence, cfg: TrackConfig) -> list[str]:
     """Per frame: "ok" or why the frame is unusable ("no face", "face too small", "several faces")."""
-    out = []
-    for hs in ev.face_heights:
-        if not hs:
-            out.append("no face")
-            continue
-        big = max(hs)
-        if big < cfg.min_face_px:
-            out.append("face too small")
-        elif sum(h >= cfg.second_face_ratio * big for h in hs) > 1:
-            out.append("several faces")
-        else:
-            out.append("ok")
-    return out
+    return [face_status(hs, cfg) for hs in ev.face_heights]
+
+
+class TrackBuilder:
+    """Streaming face tracks: push one frame at a time, get clip segments ``[start, end)`` once they are final.
+
+    A track breaks at an unusable frame, a jump of the face centre or a scene cut. A finished track is cut
+    into ``ceil(len / max)`` equal clips (tracks shorter than the minimum are dropped and counted). A track
+    that keeps going emits a ``max``-long clip whenever it reaches twice that length, so memory stays bounded
+    on long videos while every track of at most ``2 * max`` frames is cut exactly as the batch rule says.
+    """
+
+    def __init__(self, cfg: TrackConfig | None = None, fps: int = FPS) -> None:
+        self.cfg = cfg or TrackConfig()
+        self.lo = int(round(self.cfg.min_clip_s * fps))
+        self.hi = int(round(self.cfg.max_clip_s * fps))
+        self.start: int | None = None  # first frame of the open track
+        self.num_frames = 0
+        self.unused: dict[str, int] = {}
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # centre and histogram of the last frame
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        self.unused[reason] = self.unused.get(reason, 0) + n
+
+    def _close(self, end: int) -> list[tuple[int, int]]:
+        a, self.start = self.start, None
+        if a is None:
+            return []
+        length = end - a
+        if length < self.lo:
+            self._count("track shorter than min clip", length)
+            return []
+        edges = np.linspace(a, end, int(np.ceil(length / self.hi)) + 1).round().astype(int)
+        return [(int(s), int(e)) for s, e in zip(edges[:-1], edges[1:])]
+
+    def push(self, heights: list[float], centre: np.ndarray | None, histogram: np.ndarray,
+             status: str | None = None) -> list[tuple[int, int]]:
+        """Add the next frame (face heights, centre of the largest face, colour histogram).
+
+        ``status`` overrides the face-based verdict when the caller knows the frame is unusable for another
+        reason (e.g. "no audio"). Returns the clips that became final with this frame.
+        """
+        i = self.num_frames
+        self.num_frames += 1
+        status = status or face_status(heights, self.cfg)
+        ok = status == "ok"
+        out: list[tuple[int, int]] = []
+        if ok and self.start is not None and self._prev is not None:
+            jump = np.linalg.norm(centre - self._prev[0]) / max(max(heights), 1e-6)
+            corr = cv2.compareHist(self._prev[1], histogram, cv2.HISTCMP_CORREL)
+            if jump > self.cfg.max_jump or corr < self.cfg.scene_cut_threshold:
+                out += self._close(i)
+        elif not ok:
+            out += self._close(i)
+            self._count(status)
+        if ok and self.start is None:
+            self.start = i
+        if self.start is not None and i + 1 - self.start >= 2 * self.hi:
+            out.append((self.start, self.start + self.hi))
+            self.start += self.hi
+        self._prev = (centre, histogram) if ok else None
+        return out
+
+    def finish(self) -> list[tuple[int, int]]:
+        """Close the open track at the end of the video; returns its clips."""
+        return self._close(self.num_frames)
 
 
 def segment_clips(ev: FrameEvidence, cfg: TrackConfig | None = None, fps: int = FPS) -> Segmentation:
     """Cut the usable frames into tracks (breaks at bad frames, jumps and scene cuts), then into clips."""
-    cfg = cfg or TrackConfig()
-    status = frame_status(ev, cfg)
-    n = len(status)
-    unused: dict[str, int] = {}
-    tracks, start = [], None
-    for i in range(n + 1):
-        ok = i < n and status[i] == "ok"
-        brk = False
-        if ok and start is not None:
-            jump = np.linalg.norm(ev.centres[i] - ev.centres[i - 1]) / max(max(ev.face_heights[i]), 1e-6)
-            corr = cv2.compareHist(ev.histograms[i - 1], ev.histograms[i], cv2.HISTCMP_CORREL)
-            brk = jump > cfg.max_jump or corr < cfg.scene_cut_threshold
-        if start is not None and (not ok or brk):
-            tracks.append((start, i))
-            start = None
-        if ok and start is None:
-            start = i
-        if i < n and not ok:
-            unused[status[i]] = unused.get(status[i], 0) + 1
-    lo, hi = int(round(cfg.min_clip_s * fps)), int(round(cfg.max_clip_s * fps))
+    tb = TrackBuilder(cfg, fps)
     clips = []
-    for a, b in tracks:
-        length = b - a
-        if length < lo:
-            unused["track shorter than min clip"] = unused.get("track shorter than min clip", 0) + length
-            continue
-        pieces = int(np.ceil(length / hi))
-        edges = np.linspace(a, b, pieces + 1).round().astype(int)
-        clips += [(int(s), int(e)) for s, e in zip(edges[:-1], edges[1:])]
-    return Segmentation(clips, unused)
+    for hs, c, h in zip(ev.face_heights, ev.centres, ev.histograms):
+        clips += tb.push(hs, c, h)
+    clips += tb.finish()
+    return Segmentation(clips, tb.unused)

@@ -49,14 +49,19 @@ def probe_video(path: str) -> VideoInfo:
         raise MediaError(f"{path}: cannot open as a video ({e})") from e
 
 
-def iter_decoded_frames(path: str) -> Iterator[tuple[float | None, av.VideoFrame]]:
-    """Yield ``(timestamp_s or None, undecoded-to-RGB frame)`` of the first video stream; errors as MediaError."""
+def iter_decoded_frames(path: str, seek_s: float | None = None) -> Iterator[tuple[float | None, av.VideoFrame]]:
+    """Yield ``(timestamp_s or None, undecoded-to-RGB frame)`` of the first video stream; errors as MediaError.
+
+    ``seek_s`` starts at the key frame at or before that time (so frames slightly before it come first).
+    """
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise MediaError(f"{path}: no video stream")
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
+            if seek_s is not None and seek_s > 0 and stream.time_base:
+                c.seek(int(seek_s / stream.time_base), stream=stream, backward=True, any_frame=False)
             for frame in c.decode(stream):
                 yield (float(frame.pts * stream.time_base) if frame.pts is not None else None), frame
     except av.FFmpegError as e:

@@ -91,3 +91,11 @@ def test_audio_only_file_is_a_media_error(tmp_path):
             c.mux(pkt)
     with pytest.raises(MediaError, match="no video stream"):
         read_audio_aligned(str(p))
+
+
+def test_window_equals_the_slice_of_the_full_stream(tmp_path):
+    p = tmp_path / "w.mp4"
+    _write_with_times(p, [i / 30 for i in range(50)])  # 30 fps, 1.67 s
+    full = _levels(p)
+    win = [int(round(f.mean() / 5)) for _, f in iter_frames_at_fps(str(p), start_s=0.4, end_s=1.2)]
+    assert len(win) == 20 and win == full[10:30]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pt_data.tracks import FrameEvidence, TrackConfig, segment_clips
+from pt_data.tracks import FrameEvidence, TrackBuilder, TrackConfig, segment_clips
 
 
 def _face(cx, cy, h):
@@ -24,9 +24,22 @@ def _evidence(spec):
 
 
 def test_long_clean_track_is_split_into_equal_clips():
-    ev = _evidence([([(100, 100, 120)], (90, 120, 150))] * 600)  # 24 s
+    ev = _evidence([([(100, 100, 120)], (90, 120, 150))] * 400)  # 16 s: two equal 8 s clips
     seg = segment_clips(ev, TrackConfig())
-    assert seg.clips == [(0, 200), (200, 400), (400, 600)] and seg.unused == {}
+    assert seg.clips == [(0, 200), (200, 400)] and seg.unused == {}
+
+
+def test_very_long_track_is_emitted_while_streaming():
+    ev = _evidence([([(100, 100, 120)], (90, 120, 150))] * 600)  # 24 s: a 10 s clip leaves at 20 s
+    tb = TrackBuilder(TrackConfig())
+    emitted_at = {}
+    for i, (hs, c, h) in enumerate(zip(ev.face_heights, ev.centres, ev.histograms)):
+        for clip in tb.push(hs, c, h):
+            emitted_at[clip] = i
+    for clip in tb.finish():
+        emitted_at[clip] = len(ev.face_heights)
+    assert emitted_at == {(0, 250): 499, (250, 425): 600, (425, 600): 600}
+    assert segment_clips(ev).clips == [(0, 250), (250, 425), (425, 600)]
 
 
 def test_bad_frames_cuts_and_jumps_break_tracks():
