@@ -173,7 +173,11 @@ def curate(cfg: CurateConfig, extra_stages: list[StageSpec] | None = None) -> Cu
             if cfg.engine.engine == "local":
                 run_local(pending, stages, progress)
             elif cfg.engine.engine == "ray":
-                run_ray(pending, stages, cfg.engine, progress)
+                def record_cluster(info: dict[str, Any]) -> None:
+                    run["ray_cluster"] = info
+                    write_text_atomic(fs, run_path, json.dumps(run, indent=2) + "\n")
+
+                run_ray(pending, stages, cfg.engine, progress, on_start=record_cluster)
             else:
                 raise ValueError(f"unknown engine {cfg.engine.engine!r}: use 'ray' or 'local'")
     finally:

@@ -66,13 +66,27 @@ def init_ray(eng: EngineConfig) -> bool:
     return True
 
 
+def cluster_info() -> dict[str, Any]:
+    """Alive nodes and their CPUs/GPUs of the connected Ray cluster (recorded in the run log)."""
+    import ray  # noqa: PLC0415
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {"nodes": len(nodes), "cpus": sum(n["Resources"].get("CPU", 0) for n in nodes),
+            "gpus": sum(n["Resources"].get("GPU", 0) for n in nodes)}
+
+
 def run_ray(pending: Pending, stages: list[StageSpec], eng: EngineConfig,
-            on_commit: Callable[[pa.Table], None]) -> None:
-    """Run the stages as one Ray Data streaming dataset; batches arrive at ``on_commit`` as they finish."""
+            on_commit: Callable[[pa.Table], None], on_start: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Run the stages as one Ray Data streaming dataset; batches arrive at ``on_commit`` as they finish.
+
+    ``on_start`` receives :func:`cluster_info` once Ray is up.
+    """
     import ray  # noqa: PLC0415
 
     started = init_ray(eng)
     try:
+        if on_start is not None:
+            on_start(cluster_info())
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver shows items done instead
         ctx.print_on_execution_start = False
@@ -89,7 +103,7 @@ def run_ray(pending: Pending, stages: list[StageSpec], eng: EngineConfig,
             if spec.is_actor:
                 size = spec.concurrency or cpus
                 ds = ds.map_batches(spec.fn, fn_constructor_kwargs=spec.kwargs,
-                                    concurrency=(1, size) if size > 1 else 1, **common)
+                                    concurrency=max(1, min(size, len(rows))), **common)
             else:
                 ds = ds.map_batches(spec.fn, fn_kwargs=spec.kwargs, **common)
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):

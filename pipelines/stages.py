@@ -33,7 +33,7 @@ from pipelines.outcomes import (CLIP, CLIP_COLUMNS, REJECT_SCHEMA, add_work, cli
                                 outcome_table, reject_clip, reject_outcome, sum_work, table_to_rows)
 from pipelines.sources.base import SourceItem
 from pt_data.extract import ClipExtractor, ClipSource, ExtractConfig, ExtractionError
-from pt_data.iqa import DEFAULT_IQA_MODEL, IQAConfig, create_scorer, score_clip
+from pt_data.iqa import DEFAULT_IQA_MODEL, IQAConfig, score_frames
 from pt_data.jpeg import decode_frames
 from pt_data.shards import resolve_filesystem, write_shard, write_table_atomic
 
@@ -102,6 +102,9 @@ class ExtractStage:
     """Actor: decode, face mesh, tracks, crops, audio (one MediaPipe graph per worker)."""
 
     def __init__(self, config: ExtractConfig) -> None:
+        import cv2  # noqa: PLC0415
+
+        cv2.setNumThreads(1)  # one CPU per worker: OpenCV's own threads would only compete with the others
         self.extractor = ClipExtractor(config)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -118,10 +121,8 @@ class QualityStage:
     def __init__(self, config: IQAConfig, weights_dir: str | None) -> None:
         from pt_data.weights import WeightsRegistry  # noqa: PLC0415 - model code loads in the worker only
 
-        self.scorer = create_scorer(config.model, weights=WeightsRegistry(weights_dir), device=config.device,
-                                    random_weights=config.random_weights)
-        self.threshold = config.threshold if config.threshold is not None else self.scorer.default_threshold
-        self.every = config.every or self.scorer.default_every
+        self.scorer = config.create_scorer(WeightsRegistry(weights_dir))
+        self.every, self.threshold = config.resolve(self.scorer)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
@@ -130,7 +131,9 @@ class QualityStage:
                 out.append(row)
                 continue
             t = time.perf_counter()
-            per_frame, score = score_clip(self.scorer, decode_frames(row["frames"]), self.every)
+            frames = row["frames"]
+            per_frame, score = score_frames(self.scorer, len(frames), lambda idx: decode_frames(frames, idx),
+                                            self.every)
             row.update(iqa_score=float(score), iqa_frame_scores=np.asarray(per_frame, np.float32),
                        iqa_model=self.scorer.name)
             add_work(row, "quality", time.perf_counter() - t, row["num_frames"])

@@ -1,0 +1,1 @@
+"""Source adapters: one module per corpus layout (see ``pipelines.sources.registry``)."""
