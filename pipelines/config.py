@@ -6,7 +6,7 @@ from typing import Any
 
 from pt_data.extract import ExtractConfig
 from pt_data.iqa import IQAConfig
-from pt_data.syncnet import SyncFilterConfig
+from pt_data.sync_filter import SyncFilterConfig
 
 
 @dataclass

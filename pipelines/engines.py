@@ -90,6 +90,7 @@ def run_ray(pending: Pending, stages: list[StageSpec], eng: EngineConfig,
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver shows items done instead
         ctx.print_on_execution_start = False
+        ctx.op_resource_reservation_enabled = False  # let the face-mesh actors take every CPU
         rows = item_rows(pending)
         if not rows:
             return

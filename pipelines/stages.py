@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
+from pipelines.affinity import claim_core
 from pipelines.config import CurateConfig, SyncConfig
 from pipelines.fetch import local_copy
 from pipelines.outcomes import (CLIP, CLIP_COLUMNS, REJECT_SCHEMA, add_work, clip_outcome, item_reject_id,
@@ -99,12 +100,16 @@ def extract_item(extractor: ClipExtractor, item: SourceItem, skip: set[str]) -> 
 
 
 class ExtractStage:
-    """Actor: decode, face mesh, tracks, crops, audio (one MediaPipe graph per worker)."""
+    """Actor: decode, face mesh, tracks, crops, audio (one MediaPipe graph per worker).
 
-    def __init__(self, config: ExtractConfig) -> None:
+    ``pin_core``: claim a core of its own (Ray workers; see :mod:`pipelines.affinity`).
+    """
+
+    def __init__(self, config: ExtractConfig, pin_core: bool = False) -> None:
         import cv2  # noqa: PLC0415
 
         cv2.setNumThreads(1)  # one CPU per worker: OpenCV's own threads would only compete with the others
+        self._core = claim_core() if pin_core else None
         self.extractor = ClipExtractor(config)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -237,12 +242,12 @@ def build_stages(cfg: CurateConfig, extra: list[StageSpec] | None = None) -> lis
     """The stage list of a run; ``extra`` stages (e.g. 3DMM fitting) go between the filters and the writer."""
     eng = cfg.engine
     gpu = 1.0 if eng.device.startswith("cuda") else 0.0
-    stages = [StageSpec("extract", ExtractStage, {"config": cfg.extract}, batch_size=1, num_cpus=1.0,
-                        concurrency=eng.extract_workers)]
+    stages = [StageSpec("extract", ExtractStage, {"config": cfg.extract, "pin_core": eng.engine == "ray"},
+                        batch_size=1, num_cpus=1.0, concurrency=eng.extract_workers)]
     if cfg.quality is not None:
         light = cfg.quality.model == DEFAULT_IQA_MODEL  # a few ms per crop: no CPU of its own
         stages.append(StageSpec("quality", QualityStage, {"config": cfg.quality, "weights_dir": cfg.weights_dir},
-                                batch_size=4, num_cpus=0.0 if light or gpu else 1.0, num_gpus=gpu * 0.5,
+                                batch_size=1, num_cpus=0.0 if light or gpu else 1.0, num_gpus=gpu * 0.5,
                                 concurrency=1))
     if sync_enabled(cfg.sync, cfg.weights_dir, cfg.random_weights):
         stages.append(StageSpec("sync", SyncStage, {"config": cfg.sync, "weights_dir": cfg.weights_dir,

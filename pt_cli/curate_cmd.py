@@ -73,7 +73,7 @@ def config_from_args(args: argparse.Namespace):
     from pipelines.config import CurateConfig, EngineConfig, SyncConfig  # noqa: PLC0415 - keep `pt --help` fast
     from pt_data.extract import ExtractConfig  # noqa: PLC0415
     from pt_data.iqa import IQAConfig  # noqa: PLC0415
-    from pt_data.syncnet import SyncFilterConfig  # noqa: PLC0415
+    from pt_data.sync_filter import SyncFilterConfig  # noqa: PLC0415
     from pt_data.tracks import TrackConfig  # noqa: PLC0415
 
     extract = ExtractConfig(track=TrackConfig(min_face_px=args.min_face_px, min_clip_s=args.min_clip_s,

@@ -4,7 +4,6 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from pt_data.shard_schema import SAMPLES_PER_FRAME
 
@@ -24,6 +23,8 @@ def resample_audio(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling of a 1-D or (channels, n) float signal from ``sr_in`` to ``sr_out``."""
     if sr_in == sr_out:
         return np.asarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly  # noqa: PLC0415 - scipy.signal takes ~1 s to import
+
     g = gcd(int(sr_in), int(sr_out))
     return resample_poly(np.asarray(x, dtype=np.float64), sr_out // g, sr_in // g, axis=-1).astype(np.float32)
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import cv2
 import numpy as np
 
 from pt_data.audio import audio_for_frames
@@ -196,7 +197,9 @@ class ClipExtractor:
         p = frame_similarity_params(lms[None])
         affine = similarity_affines(p[:, :2], p[:, 2] * cfg.crop.scale * cfg.loose_margin, p[:, 3],
                                     cfg.loose_size)[0]
-        return crop_frame(rgb, affine, cfg.loose_size), affine, lms.astype(np.float32)
+        loose = cv2.warpAffine(rgb, affine.astype(np.float64), (cfg.loose_size, cfg.loose_size),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return loose, affine, lms.astype(np.float32)
 
     def _make_clip(self, src: ClipSource, clip_id: str, s: int, e: int,
                    kept: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], audio: np.ndarray,

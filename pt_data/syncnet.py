@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from pt_data.mfcc import mfcc
+from pt_data.sync_filter import SyncFilterConfig, SyncResult, sync_verdict  # noqa: F401 - re-exported
 from pt_data.weights import WeightsRegistry
 
 WEIGHTS_NAME = "syncnet_v2"
@@ -148,23 +148,6 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-@dataclass(frozen=True)
-class SyncResult:
-    """SyncNet's verdict on one clip.
-
-    ``offset``: audio-video offset in frames at the best match (``vshift - argmin``; 0 = in sync);
-    ``conf``: LSE-C, median minus minimum of the per-offset mean distances; ``min_dist``: LSE-D;
-    ``num_windows``: 5-frame windows scored; ``random_weights``: computed with a randomly initialised network
-    (not comparable with anything).
-    """
-
-    offset: int
-    conf: float
-    min_dist: float
-    num_windows: int
-    random_weights: bool
-
-
 def pairwise_offset_distances(video_emb: np.ndarray | torch.Tensor, audio_emb: np.ndarray | torch.Tensor,
                               vshift: int) -> np.ndarray:
     """``(N, 2 vshift + 1)`` distances: row ``i``, column ``j`` = ``|| v_i - a_{i + j - vshift} + 1e-6 ||_2``.
@@ -245,22 +228,3 @@ def sync_score(model: SyncNet, crops: np.ndarray, audio: np.ndarray, *, vshift: 
     offset, conf, min_dist = offset_and_confidence(pairwise_offset_distances(video_emb, audio_emb, vshift), vshift)
     return SyncResult(offset=offset, conf=conf, min_dist=min_dist, num_windows=len(video_emb),
                       random_weights=bool(getattr(model, "random_weights", True)))
-
-
-@dataclass(frozen=True)
-class SyncFilterConfig:
-    """The curation pipeline's optional sync filter (LatentSync's thresholds by default)."""
-
-    min_conf: float = 3.0
-    max_abs_offset: int = 6
-    vshift: int = 15
-    device: str = "cpu"
-
-
-def sync_verdict(result: SyncResult, cfg: SyncFilterConfig) -> str | None:
-    """``None`` to keep the clip, else why it is rejected (confidence first, then offset)."""
-    if result.conf < cfg.min_conf:
-        return f"SyncNet confidence {result.conf:.1f} < {cfg.min_conf:.1f}"
-    if abs(result.offset) > cfg.max_abs_offset:
-        return f"SyncNet offset {result.offset:+d} frames exceeds +/-{cfg.max_abs_offset}"
-    return None
