@@ -51,7 +51,7 @@ def _write(root: Path, rel: str, text: str | bytes) -> Path:
 
 @pytest.fixture
 def videos(shared_data) -> list[Path]:
-    found = sorted((shared_data / "videos").glob("*.mp4"))
+    found = sorted(p.resolve() for p in (shared_data / "videos").glob("*.mp4"))  # symlinked checkouts too
     assert len(found) >= 3
     return found
 
