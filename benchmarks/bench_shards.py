@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import best_time  # noqa: E402 - benchmarks/ helper
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,15 +31,6 @@ from pt_data.shard_schema import clip_schema  # noqa: E402
 from pt_data.shards import write_shard  # noqa: E402
 
 
-def _best(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=40)
@@ -48,13 +41,13 @@ def main() -> None:
     rows = [c.to_row() for c in clips]
     mb = sum(len(b) for r in rows for b in r["frames"]) / 2**20 + sum(len(r["audio_pcm16"]) for r in rows) / 2**20
     with tempfile.TemporaryDirectory() as d:
-        t_ours = _best(lambda: write_shard(f"{d}/ours.parquet", clips))
-        t_plain = _best(lambda: pq.write_table(pa.Table.from_pylist(rows, schema=clip_schema()), f"{d}/plain.parquet"))
+        t_ours = best_time(lambda: write_shard(f"{d}/ours.parquet", clips))
+        t_plain = best_time(lambda: pq.write_table(pa.Table.from_pylist(rows, schema=clip_schema()), f"{d}/plain.parquet"))
         ds = ClipShardDataset(f"{d}/ours.parquet", shuffle=False)
-        t_read = _best(lambda: sum(1 for _ in ds))
-        t_naive = _best(lambda: pq.read_table(f"{d}/ours.parquet").to_pylist())
+        t_read = best_time(lambda: sum(1 for _ in ds))
+        t_naive = best_time(lambda: pq.read_table(f"{d}/ours.parquet").to_pylist())
         frames = clips[0].frames
-        t_dec = _best(lambda: decode_frames(frames))
+        t_dec = best_time(lambda: decode_frames(frames))
     res = {
         "command": " ".join(["python"] + sys.argv),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.system()}",

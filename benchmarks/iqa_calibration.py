@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from timing import best_time  # noqa: E402 - benchmarks/ helper
+
 import cv2
 import numpy as np
 import torch
@@ -51,15 +53,6 @@ CONDITIONS = (
     ("JPEG q75", "jpeg", 75, "mild"),
     ("JPEG q10", "jpeg", 10, "strong"),
 )
-
-
-def _best_time(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def load_crops(videos: Path, frames: int, stride: int) -> dict[str, np.ndarray]:
@@ -108,12 +101,12 @@ def measure_speed(crops: np.ndarray) -> dict[str, float]:
     cv2.setNumThreads(1)
     scorer = FaceQualityScorer()
     jpegs = encode_frames(crops, 95)
-    t_score = _best_time(lambda: scorer.score(crops))
-    t_decode = _best_time(lambda: decode_frames(jpegs))
+    t_score = best_time(lambda: scorer.score(crops))
+    t_decode = best_time(lambda: decode_frames(jpegs))
     hyper = create_scorer("hyperiqa-koniq", random_weights=True)
     few = crops[:8]
     hyper.score(few[:1])  # warm-up
-    t_hyper = _best_time(lambda: hyper.score(few), repeat=2)
+    t_hyper = best_time(lambda: hyper.score(few), repeat=2)
     n = len(crops)
     return {"crops": n, "default_scorer_crops_per_s": n / t_score, "jpeg_decode_crops_per_s": n / t_decode,
             "hyperiqa_crops_per_s": len(few) / t_hyper,

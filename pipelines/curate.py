@@ -131,6 +131,7 @@ def build_manifest(cfg: CurateConfig, ledger: Ledger, items_total: int, runs: li
         "quality": stats["iqa"], "sync_conf_mean": stats["sync_conf_mean"],
         "rejects": stats["rejects"],
         "timings": timings,
+        "random_weights": cfg.random_weights,  # True: model scores (IQA network, SyncNet) are random
         "shards": stats["shards"],
         "config": cfg.to_dict(), "versions": _versions(), "runs": runs,
     }

@@ -119,9 +119,36 @@ class ExtractStage:
         return outcome_table(rows)
 
 
-# --------------------------------------------------------------------------------------------- quality
-class QualityStage:
+# ------------------------------------------------------------------------------------ clip filters
+class ClipFilterStage:
+    """A stage that measures each clip (``check``) and turns the clips it refuses into rejects.
+
+    Subclasses set ``name`` (the stage recorded in timings and rejects) and implement ``check(row)``, which
+    may add columns to the row and returns None to keep the clip or the reason to reject it.
+    """
+
+    name = "filter"
+
+    def check(self, row: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for row in table_to_rows(batch):
+            if row["kind"] == CLIP:
+                t = time.perf_counter()
+                reason = self.check(row)
+                add_work(row, self.name, time.perf_counter() - t, row["num_frames"])
+                if reason is not None:
+                    row = reject_clip(row, self.name, reason)
+            out.append(row)
+        return outcome_table(out)
+
+
+class QualityStage(ClipFilterStage):
     """Actor: image-quality score per clip (``pt_data.iqa``); clips below the threshold become rejects."""
+
+    name = "quality"
 
     def __init__(self, config: IQAConfig, weights_dir: str | None) -> None:
         from pt_data.weights import WeightsRegistry  # noqa: PLC0415 - model code loads in the worker only
@@ -129,28 +156,20 @@ class QualityStage:
         self.scorer = config.create_scorer(WeightsRegistry(weights_dir))
         self.every, self.threshold = config.resolve(self.scorer)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in table_to_rows(batch):
-            if row["kind"] != CLIP:
-                out.append(row)
-                continue
-            t = time.perf_counter()
-            frames = row["frames"]
-            per_frame, score = score_frames(self.scorer, len(frames), lambda idx: decode_frames(frames, idx),
-                                            self.every)
-            row.update(iqa_score=float(score), iqa_frame_scores=np.asarray(per_frame, np.float32),
-                       iqa_model=self.scorer.name)
-            add_work(row, "quality", time.perf_counter() - t, row["num_frames"])
-            if not score >= self.threshold:
-                row = reject_clip(row, "quality", f"image quality {score:.1f} < {self.threshold:g} ({self.scorer.name})")
-            out.append(row)
-        return outcome_table(out)
+    def check(self, row: dict[str, Any]) -> str | None:
+        frames = row["frames"]
+        per_frame, score = score_frames(self.scorer, len(frames), lambda idx: decode_frames(frames, idx), self.every)
+        row.update(iqa_score=float(score), iqa_frame_scores=np.asarray(per_frame, np.float32),
+                   iqa_model=self.scorer.name)
+        if score >= self.threshold:
+            return None
+        return f"image quality {score:.1f} < {self.threshold:g} ({self.scorer.name})"
 
 
-# ------------------------------------------------------------------------------------------------ sync
-class SyncStage:
+class SyncStage(ClipFilterStage):
     """Actor: SyncNet offset/confidence per clip; out-of-sync clips become rejects."""
+
+    name = "sync"
 
     def __init__(self, config: SyncConfig, weights_dir: str | None, random_weights: bool) -> None:
         from pt_data.syncnet import load_syncnet  # noqa: PLC0415
@@ -159,26 +178,17 @@ class SyncStage:
         self.config, self.device = config, config.filter.device
         self.model = load_syncnet(WeightsRegistry(weights_dir), device=self.device, random_weights=random_weights)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def check(self, row: dict[str, Any]) -> str | None:
         from pt_data.syncnet import sync_score, sync_verdict  # noqa: PLC0415
 
-        out = []
-        for row in table_to_rows(batch):
-            if row["kind"] != CLIP:
-                out.append(row)
-                continue
-            t = time.perf_counter()
-            audio = np.frombuffer(row["audio_pcm16"], dtype="<i2")
-            try:
-                res = sync_score(self.model, decode_frames(row["frames"]), audio, vshift=self.config.filter.vshift,
-                                 device=self.device)
-                verdict = sync_verdict(res, self.config.filter)
-                row.update(sync_offset=res.offset, sync_conf=res.conf)
-            except ValueError as e:  # too short for SyncNet's windows
-                verdict = f"SyncNet cannot score the clip: {e}"
-            add_work(row, "sync", time.perf_counter() - t, row["num_frames"])
-            out.append(row if verdict is None else reject_clip(row, "sync", verdict))
-        return outcome_table(out)
+        audio = np.frombuffer(row["audio_pcm16"], dtype="<i2")
+        try:
+            res = sync_score(self.model, decode_frames(row["frames"]), audio, vshift=self.config.filter.vshift,
+                             device=self.device)
+        except ValueError as e:  # too short for SyncNet's windows
+            return f"SyncNet cannot score the clip: {e}"
+        row.update(sync_offset=res.offset, sync_conf=res.conf)
+        return sync_verdict(res, self.config.filter)
 
 
 # ---------------------------------------------------------------------------------------------- commit

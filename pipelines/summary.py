@@ -20,6 +20,8 @@ def format_summary(m: dict[str, Any]) -> str:
         f"clips       {m.get('clips', 0)}  ({m.get('frames', 0)} frames, {m.get('hours', 0.0):.2f} h, "
         f"{m.get('speakers', 0)} speakers, {len(m.get('shards', []))} shard files)",
     ]
+    if m.get("random_weights"):
+        lines.append("WARNING     curated with --random-weights: model scores are random, not comparable")
     per = m.get("clips_per_dataset") or {}
     if len(per) > 1:
         lines.append("per dataset " + ", ".join(f"{k} {v}" for k, v in sorted(per.items())))

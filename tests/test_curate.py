@@ -180,3 +180,21 @@ def test_uri_input_and_output(bad_dir, tmp_path):
     assert rep.clips_written == 1 and rep.rejects_written == 1
     assert _clip_ids(tmp_path / "out") == ["folder/a/000000-000070"]
     assert _rejects(tmp_path / "out")["b"]["source_uri"] == f"file://{sub / 'b.mp4'}"
+
+
+def test_sync_stage_marks_or_rejects_clips_and_needs_weights_when_on(bad_dir, tmp_path):
+    from pipelines.config import SyncConfig
+    from pipelines.stages import SyncStage, build_stages
+    from pt_data.weights import MissingWeightsError
+
+    curate(_cfg(bad_dir, tmp_path / "out"))
+    row = next(iter_clip_rows(discover_shards(str(tmp_path / "out"))[0]))
+    row.update(item_id="folder/x", item_total=1, outcome_id=row["clip_id"], kind="clip", work_json=None)
+    stage = SyncStage(SyncConfig(mode="on"), weights_dir=str(tmp_path), random_weights=True)
+    out = stage(outcome_table([row])).to_pylist()[0]
+    assert out["sync_conf"] is not None and out["sync_offset"] is not None  # measured (random weights)
+    assert out["kind"] == "clip" or out["reject_stage"] == "sync"
+    cfg = _cfg(bad_dir, tmp_path / "o2")
+    cfg.sync, cfg.weights_dir = SyncConfig(mode="on"), str(tmp_path)
+    with pytest.raises(MissingWeightsError, match="syncnet_v2.model"):
+        SyncStage(**build_stages(cfg)[2].kwargs)
