@@ -124,8 +124,7 @@ def build_manifest(cfg: CurateConfig, ledger: Ledger, items_total: int, runs: li
     return {
         "created_by": "pt curate",
         "source": cfg.source, "input": cfg.input,
-        "items": {"listed": items_total, "done": done, "with_clips": stats["clips_per_dataset"] and
-                  len({k for k, v in ledger.stored.items() if any("#" not in o for o in v)})},
+        "items": {"listed": items_total, "done": done, "with_clips": stats["items_with_clips"]},
         "clips": stats["clips"], "frames": stats["frames"], "hours": round(stats["hours"], 4),
         "speakers": stats["speakers"], "clips_per_dataset": stats["clips_per_dataset"],
         "quality": stats["iqa"], "sync_conf_mean": stats["sync_conf_mean"],

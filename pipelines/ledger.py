@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.stages import CLIPS_DIR, REJECTS_DIR
+from pt_data.shard_schema import FPS
 from pt_data.shards import resolve_filesystem
 
 
@@ -102,6 +103,7 @@ def dataset_statistics(output: str, ledger: Ledger) -> dict[str, Any]:
     fs, _ = resolve_filesystem(output)
     cols = ["clip_id", "dataset", "speaker_id", "num_frames", "iqa_score", "iqa_model", "sync_conf"]
     clips, frames, speakers, per_dataset, iqa, sync = 0, 0, set(), Counter(), [], []
+    items_with_clips: set[str] = set()
     iqa_models: Counter = Counter()
     shards = []
     for path in ledger.shard_files:
@@ -110,6 +112,7 @@ def dataset_statistics(output: str, ledger: Ledger) -> dict[str, Any]:
         n_frames = int(np.sum(t.column("num_frames").to_numpy()))
         clips += t.num_rows
         frames += n_frames
+        items_with_clips.update(item_of_clip(c) for c in t.column("clip_id").to_pylist())
         for d, s in zip(t.column("dataset").to_pylist(), t.column("speaker_id").to_pylist()):
             speakers.add((d, s))
             per_dataset[d] += 1
@@ -131,7 +134,7 @@ def dataset_statistics(output: str, ledger: Ledger) -> dict[str, Any]:
     hist_edges = list(range(0, 101, 10))
     hist = np.histogram(np.clip(iqa, 0, 100), bins=hist_edges)[0].tolist() if iqa else [0] * 10
     return {
-        "clips": clips, "frames": frames, "hours": frames / 25 / 3600,
+        "clips": clips, "frames": frames, "hours": frames / FPS / 3600, "items_with_clips": len(items_with_clips),
         "speakers": len(speakers), "clips_per_dataset": dict(per_dataset),
         "iqa": {"models": dict(iqa_models), "mean": float(np.mean(iqa)) if iqa else None,
                 "histogram_edges": hist_edges, "histogram": hist},

@@ -52,24 +52,22 @@ def item_reject_id(item_id: str) -> str:
     return f"{item_id}#item"
 
 
-def clip_outcome(clip: Clip, item_id: str, item_total: int, work: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
+def clip_outcome(clip: Clip, item_id: str, item_total: int) -> dict[str, Any]:
     """The outcome row of a kept clip."""
     row = clip.to_row()
     row.update(item_id=item_id, item_total=item_total, outcome_id=clip.clip_id, kind=CLIP,
-               reject_stage=None, reject_reason=None, work_json=json.dumps(work) if work else None)
+               reject_stage=None, reject_reason=None, work_json=None)
     return row
 
 
 def reject_outcome(*, item_id: str, item_total: int, outcome_id: str, stage: str, reason: str,
                    dataset: str, source_uri: str, speaker_id: str = "", clip_id: str | None = None,
-                   start_s: float | None = None, end_s: float | None = None,
-                   work: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   start_s: float | None = None, end_s: float | None = None) -> dict[str, Any]:
     """The outcome row of a rejected item or clip."""
     return {"clip_id": clip_id, "dataset": dataset, "speaker_id": speaker_id, "source_uri": source_uri,
             "start_s": start_s, "end_s": end_s, "item_id": item_id, "item_total": item_total,
             "outcome_id": outcome_id, "kind": REJECT, "reject_stage": stage, "reject_reason": reason,
-            "work_json": json.dumps(work) if work else None}
+            "work_json": None}
 
 
 def reject_clip(row: Mapping[str, Any], stage: str, reason: str) -> dict[str, Any]:
@@ -87,11 +85,6 @@ def reject_clip(row: Mapping[str, Any], stage: str, reason: str) -> dict[str, An
 def outcome_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """An Arrow table of outcome rows (missing columns are null)."""
     return pa.Table.from_pylist(list(rows), schema=OUTCOME_SCHEMA)
-
-
-def table_to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Outcome rows of an Arrow batch (any column order; missing columns become null)."""
-    return table.to_pylist()
 
 
 def add_work(row: dict[str, Any], stage: str, seconds: float, frames: float) -> None:

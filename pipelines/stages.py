@@ -31,7 +31,7 @@ from pipelines.affinity import claim_core
 from pipelines.config import CurateConfig, SyncConfig
 from pipelines.fetch import local_copy
 from pipelines.outcomes import (CLIP, CLIP_COLUMNS, REJECT_SCHEMA, add_work, clip_outcome, item_reject_id,
-                                outcome_table, reject_clip, reject_outcome, sum_work, table_to_rows)
+                                outcome_table, reject_clip, reject_outcome, sum_work)
 from pipelines.sources.base import SourceItem
 from pt_data.extract import ClipExtractor, ClipSource, ExtractConfig, ExtractionError
 from pt_data.iqa import DEFAULT_IQA_MODEL, IQAConfig, score_frames
@@ -134,7 +134,7 @@ class ClipFilterStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
-        for row in table_to_rows(batch):
+        for row in batch.to_pylist():
             if row["kind"] == CLIP:
                 t = time.perf_counter()
                 reason = self.check(row)
@@ -203,7 +203,7 @@ def commit_outcomes(batch: pa.Table, output: str) -> pa.Table:
     Both files carry the item totals (``pt.items``); the work timings (``pt.work``) are stored once. Returns a
     small table (one row per outcome) for the driver's progress and counts.
     """
-    rows = table_to_rows(batch)
+    rows = batch.to_pylist()
     if not rows:
         return pa.table({"item_id": pa.array([], pa.string())})
     fs, root = resolve_filesystem(output)
