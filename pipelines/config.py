@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pt_data.extract import ExtractConfig
+from pt_data.fit_config import FitConfig
 from pt_data.iqa import IQAConfig
 from pt_data.sync_filter import SyncFilterConfig
 
@@ -15,6 +16,17 @@ class SyncConfig:
 
     mode: str = "auto"  # "auto", "on" (missing weights are an error), "off"
     filter: SyncFilterConfig = field(default_factory=SyncFilterConfig)  # LatentSync: conf >= 3, |offset| <= 6
+
+
+@dataclass
+class GeometryConfig:
+    """The 3DMM fitting stage: "auto" fits when a face model is available (the ICT default or ``face_model``)."""
+
+    mode: str = "auto"  # "auto", "on" (a missing face model is an error), "off"
+    face_model: str | None = None  # a converted model (.npz); None: $PT_FACE_MODEL or the ICT default
+    fit: FitConfig = field(default_factory=FitConfig)
+    max_landmark_error_px: float = 8.0  # clips fitted worse than this (mean px at 256) become rejects
+    batch_clips: int = 8  # clips fitted together in one batched optimisation
 
 
 @dataclass
@@ -39,6 +51,7 @@ class CurateConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     quality: IQAConfig | None = field(default_factory=IQAConfig)  # None: no image-quality stage
     sync: SyncConfig = field(default_factory=SyncConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     shard_clips: int = 64  # clips per shard file (the writer's batch)
     limit: int | None = None  # only the first N items (sorted by id)
@@ -53,4 +66,4 @@ class CurateConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide which clips come out (a resumed run must use the same ones)."""
         d = self.to_dict()
-        return {k: d[k] for k in ("source", "extract", "quality", "sync", "random_weights")}
+        return {k: d[k] for k in ("source", "extract", "quality", "sync", "geometry", "random_weights")}

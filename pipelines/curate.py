@@ -131,9 +131,19 @@ def build_manifest(cfg: CurateConfig, ledger: Ledger, items_total: int, runs: li
         "rejects": stats["rejects"],
         "timings": timings,
         "random_weights": cfg.random_weights,  # True: model scores (IQA network, SyncNet) are random
+        "geometry": _geometry_manifest(cfg),
         "shards": stats["shards"],
         "config": cfg.to_dict(), "versions": _versions(), "runs": runs,
     }
+
+
+def _geometry_manifest(cfg: CurateConfig) -> dict[str, Any]:
+    from pipelines.stages import geometry_model_id  # noqa: PLC0415
+    from pt_data.fit_config import CAMERA_CONVENTION  # noqa: PLC0415
+
+    model_id, note = geometry_model_id(cfg.geometry)
+    return {"face_model_id": model_id, "status": note, "camera": CAMERA_CONVENTION,
+            "pose_columns": ["rx", "ry", "rz", "tx_mm", "ty_mm", "tz_mm"]}
 
 
 def _read_runs(fs: pafs.FileSystem, root: str) -> list[dict[str, Any]]:

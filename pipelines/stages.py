@@ -21,14 +21,14 @@ import logging
 import posixpath
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 
 from pipelines.affinity import claim_core
-from pipelines.config import CurateConfig, SyncConfig
+from pipelines.config import CurateConfig, GeometryConfig, SyncConfig
 from pipelines.fetch import local_copy
 from pipelines.outcomes import (CLIP, CLIP_COLUMNS, REJECT_SCHEMA, add_work, clip_outcome, item_reject_id,
                                 outcome_table, reject_clip, reject_outcome, sum_work)
@@ -132,17 +132,23 @@ class ClipFilterStage:
     def check(self, row: dict[str, Any]) -> str | None:
         raise NotImplementedError
 
+    def check_many(self, rows: list[dict[str, Any]]) -> list[str | None]:
+        """The reasons for several clips (override to process a batch at once)."""
+        return [self.check(r) for r in rows]
+
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            if row["kind"] == CLIP:
-                t = time.perf_counter()
-                reason = self.check(row)
-                add_work(row, self.name, time.perf_counter() - t, row["num_frames"])
-                if reason is not None:
-                    row = reject_clip(row, self.name, reason)
-            out.append(row)
-        return outcome_table(out)
+        rows = batch.to_pylist()
+        clips = [r for r in rows if r["kind"] == CLIP]
+        if clips:
+            t = time.perf_counter()
+            reasons = dict(zip((id(r) for r in clips), self.check_many(clips)))
+            frames = sum(r["num_frames"] for r in clips)
+            sec = time.perf_counter() - t
+            for r in clips:  # the batch's time, shared by frames
+                add_work(r, self.name, sec * r["num_frames"] / max(frames, 1), r["num_frames"])
+            rows = [reject_clip(r, self.name, reasons[id(r)]) if r["kind"] == CLIP and reasons[id(r)] else r
+                    for r in rows]
+        return outcome_table(rows)
 
 
 class QualityStage(ClipFilterStage):
@@ -189,6 +195,58 @@ class SyncStage(ClipFilterStage):
             return f"SyncNet cannot score the clip: {e}"
         row.update(sync_offset=res.offset, sync_conf=res.conf)
         return sync_verdict(res, self.config.filter)
+
+
+class FitStage(ClipFilterStage):
+    """Actor: hybrid 3DMM fit of a batch of clips at once (``pt_data.fitting``); fills the geometry columns.
+
+    Clips whose mean landmark error exceeds ``max_landmark_error_px`` become rejects (a fit that does not sit
+    on the face would teach the model wrong geometry).
+    """
+
+    name = "fit"
+
+    def __init__(self, config: GeometryConfig, device: str) -> None:
+        import torch  # noqa: PLC0415 - model code loads in the worker only
+
+        from pt_data.face_model_convert import default_face_model  # noqa: PLC0415
+
+        torch.set_num_threads(1)
+        self.config = config
+        self.model = default_face_model(config.face_model)
+        self.fit_config = replace(config.fit, device=device)
+
+    def check_many(self, rows: list[dict[str, Any]]) -> list[str | None]:
+        from pt_data.fitting import fit_clips  # noqa: PLC0415
+
+        lms = [np.asarray(r["landmarks"], np.float32).reshape(r["num_frames"], -1, 2) for r in rows]
+        reasons = []
+        for row, fit in zip(rows, fit_clips(lms, self.model, self.fit_config)):
+            row.update(face_model_id=self.model.model_id, shape=fit.shape, expression=fit.expression.reshape(-1),
+                       pose=fit.pose.reshape(-1), fit_landmark_error_px=fit.landmark_error_px,
+                       fit_jitter=fit.jitter)
+            bad = not np.isfinite(fit.landmark_error_px) or fit.landmark_error_px > self.config.max_landmark_error_px
+            reasons.append(f"3DMM fit error {fit.landmark_error_px:.2f} px > {self.config.max_landmark_error_px:g} px"
+                           if bad else None)
+        return reasons
+
+
+def geometry_model_id(config: GeometryConfig) -> tuple[str | None, str]:
+    """``(face model id, note)`` of the fitting stage; id None when the stage does not run (note says why).
+
+    Raises :class:`~pt_data.face_model.FaceModelError` when the mode is "on" and no model can be loaded.
+    """
+    if config.mode == "off":
+        return None, "off"
+    from pt_data.face_model import FaceModelError  # noqa: PLC0415
+    from pt_data.face_model_convert import default_face_model  # noqa: PLC0415
+
+    try:
+        return default_face_model(config.face_model).model_id, "fitted"
+    except FaceModelError as e:
+        if config.mode == "on":
+            raise
+        return None, f"skipped: {e}"
 
 
 # ---------------------------------------------------------------------------------------------- commit
@@ -263,6 +321,10 @@ def build_stages(cfg: CurateConfig, extra: list[StageSpec] | None = None) -> lis
         stages.append(StageSpec("sync", SyncStage, {"config": cfg.sync, "weights_dir": cfg.weights_dir,
                                                     "random_weights": cfg.random_weights}, batch_size=4,
                                 num_cpus=1.0, num_gpus=gpu * 0.5, concurrency=1))
+    if geometry_model_id(cfg.geometry)[0] is not None:
+        stages.append(StageSpec("fit", FitStage, {"config": cfg.geometry, "device": eng.device},
+                                batch_size=cfg.geometry.batch_clips, num_cpus=0.0 if gpu else 1.0,
+                                num_gpus=gpu * 0.5, concurrency=1))
     stages += extra or []
     stages.append(StageSpec("commit", commit_outcomes, {"output": cfg.output}, batch_size=cfg.shard_clips,
                             num_cpus=0.0))  # I/O bound

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Sequence
 
-from pt_cli import curate_cmd, demo_cmd, weights_cmd
+from pt_cli import curate_cmd, demo_cmd, fit_cmd, model_cmd, weights_cmd
 from pt_cli.planned import PLANNED, add_planned
 
 EPILOG = """tasks:
@@ -14,6 +14,7 @@ EPILOG = """tasks:
   train    stage 1 / stage 2 / style encoder  dub      reference video + new audio -> dubbed video
   bench    metrics and leaderboards           report   figures of a benchmark run
   weights  pretrained files present/missing   demo     everything that has landed, end to end
+  model    convert / inspect morphable face models (ICT-FaceKit, BFM, FLAME, 3DDFA)
 
 `pt COMMAND --help` explains each. Pretrained weights are read from $PT_WEIGHTS_DIR."""
 
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {v}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     curate_cmd.add_parser(sub)
-    for name in ("fit", "train", "dub", "bench", "report"):
+    fit_cmd.add_parser(sub)
+    model_cmd.add_parser(sub)
+    for name in ("train", "dub", "bench", "report"):
         add_planned(sub, name)
     weights_cmd.add_parser(sub)
     demo_cmd.add_parser(sub)

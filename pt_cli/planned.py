@@ -8,9 +8,6 @@ EXIT_NOT_BUILT = 3
 
 #: name -> (issue, one-line summary, what it will do)
 PLANNED = {
-    "fit": (4, "hybrid 3DMM fitting of a video (coefficients + overlay video)",
-            "pt fit VIDEO --out DIR\n"
-            "MediaPipe-initialised, batched clip-level optimisation (reprojection + temporal + regulariser)."),
     "train": (5, "train stage 1 (style-aware geometry), stage 2 (renderer) or the style encoder",
               "pt train {stage1,stage2,style} --shards DIR --out RUN [--max-steps N] [--preset tiny|paper]"),
     "dub": (6, "dub a reference video with a new audio track",
