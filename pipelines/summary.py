@@ -25,6 +25,9 @@ def format_summary(m: dict[str, Any]) -> str:
     per = m.get("clips_per_dataset") or {}
     if len(per) > 1:
         lines.append("per dataset " + ", ".join(f"{k} {v}" for k, v in sorted(per.items())))
+    geo = m.get("geometry") or {}
+    if geo:
+        lines.append(f"geometry    {geo.get('face_model_id') or '-'} ({geo.get('status', '?')})")
     q = m.get("quality") or {}
     hist = q.get("histogram") or []
     if any(hist):

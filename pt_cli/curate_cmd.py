@@ -53,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="SyncNet filter: auto = when syncnet_v2 weights are present (default)")
     q.add_argument("--sync-min-conf", type=float, default=3.0, help="minimum SyncNet confidence (default 3)")
     q.add_argument("--sync-max-offset", type=int, default=6, help="largest |AV offset| in frames (default 6)")
+    g = p.add_argument_group("geometry")
+    g.add_argument("--geometry", choices=["auto", "on", "off"], default="auto",
+                   help="hybrid 3DMM fit of every clip (fills shape/expression/pose): auto = when a face model "
+                        "is available (default), on = required, off = skip")
+    g.add_argument("--face-model", help="converted face model .npz (default: $PT_FACE_MODEL or ICT-FaceKit light)")
+    g.add_argument("--fit-max-error", type=float, default=8.0,
+                   help="reject clips whose fit's mean landmark error exceeds this many px at 256 (default 8)")
     e = p.add_argument_group("engine")
     e.add_argument("--engine", choices=["ray", "local"], default="ray",
                    help="ray: Ray Data streaming (default); local: one process, the reference loop")
@@ -70,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`~pipelines.config.CurateConfig` the options describe."""
-    from pipelines.config import CurateConfig, EngineConfig, SyncConfig  # noqa: PLC0415 - keep `pt --help` fast
+    from pipelines.config import CurateConfig, EngineConfig, GeometryConfig, SyncConfig  # noqa: PLC0415
     from pt_data.extract import ExtractConfig  # noqa: PLC0415
     from pt_data.iqa import IQAConfig  # noqa: PLC0415
     from pt_data.sync_filter import SyncFilterConfig  # noqa: PLC0415
@@ -84,10 +91,11 @@ def config_from_args(args: argparse.Namespace):
     sync = SyncConfig(mode=args.sync, filter=SyncFilterConfig(min_conf=args.sync_min_conf,
                                                               max_abs_offset=args.sync_max_offset,
                                                               device=args.device))
+    geometry = GeometryConfig(mode=args.geometry, face_model=args.face_model, max_landmark_error_px=args.fit_max_error)
     engine = EngineConfig(engine=args.engine, address=args.address, num_cpus=args.num_cpus,
                           extract_workers=args.workers, device=args.device)
     return CurateConfig(source=args.source, input=args.input, output=args.output, extract=extract, quality=quality,
-                        sync=sync, engine=engine, shard_clips=args.shard_clips, limit=args.limit,
+                        sync=sync, geometry=geometry, engine=engine, shard_clips=args.shard_clips, limit=args.limit,
                         weights_dir=args.weights_dir, random_weights=args.random_weights,
                         progress=not args.no_progress)
 
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.sources.base import SourceLayoutError  # noqa: PLC0415
     from pipelines.summary import format_summary, summarize  # noqa: PLC0415
     from pt_data.shards import ShardError  # noqa: PLC0415
+    from pt_data.face_model import FaceModelError  # noqa: PLC0415
     from pt_data.weights import MissingWeightsError  # noqa: PLC0415
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         print("warning: --random-weights: model-based scores are random and not comparable", file=sys.stderr)
     try:
         report = curate(config_from_args(args))
-    except (SourceLayoutError, CurateConfigError, MissingWeightsError, FileNotFoundError) as e:
+    except (SourceLayoutError, CurateConfigError, MissingWeightsError, FaceModelError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if report.items_done_before:
