@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Sequence
 
-from pt_cli import curate_cmd, demo_cmd, fit_cmd, model_cmd, weights_cmd
+from pt_cli import curate_cmd, demo_cmd, fit_cmd, model_cmd, train_cmd, weights_cmd
 from pt_cli.planned import PLANNED, add_planned
 
 EPILOG = """tasks:
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     curate_cmd.add_parser(sub)
     fit_cmd.add_parser(sub)
     model_cmd.add_parser(sub)
-    for name in ("train", "dub", "bench", "report"):
+    train_cmd.add_parser(sub)
+    for name in ("dub", "bench", "report"):
         add_planned(sub, name)
     weights_cmd.add_parser(sub)
     demo_cmd.add_parser(sub)

@@ -8,8 +8,6 @@ EXIT_NOT_BUILT = 3
 
 #: name -> (issue, one-line summary, what it will do)
 PLANNED = {
-    "train": (5, "train stage 1 (style-aware geometry), stage 2 (renderer) or the style encoder",
-              "pt train {stage1,stage2,style} --shards DIR --out RUN [--max-steps N] [--preset tiny|paper]"),
     "dub": (6, "dub a reference video with a new audio track",
             "pt dub --video REF.mp4 --audio NEW.wav --out OUT.mp4 [--checkpoint RUN]"),
     "bench": (7, "score dubbing methods' videos with the fixed metric protocol (leaderboards)",
