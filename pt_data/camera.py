@@ -40,7 +40,7 @@ def matrix_to_axis_angle(m: torch.Tensor) -> torch.Tensor:
 def to_camera(vertices: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
     """Camera-frame vertices (..., V, 3) for model vertices (..., V, 3) and poses (..., 6)."""
     rot = axis_angle_to_matrix(pose[..., :3])
-    return vertices @ rot.transpose(-1, -2) + pose[..., None, 3:]
+    return torch.einsum("...kj,...ij->...ki", vertices, rot) + pose[..., None, 3:]
 
 
 def project(cam: torch.Tensor, focal: float = FOCAL_PX, center: float = CENTER_PX

@@ -379,9 +379,10 @@ def test_csim_metric_plumbing_with_a_random_model(tmp_path):
 # ------------------------------------------------------------------------------------------- registry
 
 def test_registry_flags_and_missing_weights(tmp_path):
-    assert set(METRICS) == {"ssim", "psnr", "ssim_face", "psnr_face", "fid", "lpips", "lmd", "lse_c", "lse_d", "csim"}
+    assert set(METRICS) == {"ssim", "psnr", "ssim_face", "psnr_face", "fid", "lpips", "lmd", "lse_c", "lse_d", "csim",
+                            "stylesim"}
     with pytest.raises(KeyError, match="available"):
-        create_metric("stylesim")
+        create_metric("no_such_metric")
     for name, cls in METRICS.items():
         assert cls.name == name and isinstance(cls.higher_is_better, bool) and cls.level in ("video", "set")
     for name in ("ssim", "psnr_face", "lmd"):  # no downloadable weights: always real
