@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Sequence
 
-from pt_cli import curate_cmd, demo_cmd, fit_cmd, model_cmd, train_cmd, weights_cmd
+from pt_cli import bench_cmd, curate_cmd, demo_cmd, fit_cmd, model_cmd, report_cmd, train_cmd, weights_cmd
 from pt_cli.planned import PLANNED, add_planned
 
 EPILOG = """tasks:
@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit_cmd.add_parser(sub)
     model_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
-    for name in ("dub", "bench", "report"):
+    bench_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
+    for name in ("dub",):
         add_planned(sub, name)
     weights_cmd.add_parser(sub)
     demo_cmd.add_parser(sub)

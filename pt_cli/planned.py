@@ -10,11 +10,6 @@ EXIT_NOT_BUILT = 3
 PLANNED = {
     "dub": (6, "dub a reference video with a new audio track",
             "pt dub --video REF.mp4 --audio NEW.wav --out OUT.mp4 [--checkpoint RUN]"),
-    "bench": (7, "score dubbing methods' videos with the fixed metric protocol (leaderboards)",
-              "pt bench --reference DIR --method NAME=DIR ... --out DIR [--metrics ssim,psnr,...]\n"
-              "SSIM, PSNR, FID, LPIPS, LMD, SyncScore (LSE-C/LSE-D), CSIM, StyleSim with bootstrap CIs."),
-    "report": (7, "figures of a benchmark run: style t-SNE, metric bars with CIs, distributions",
-               "pt report --bench DIR --out DIR"),
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from pt_cli.main import main
 from pt_cli.planned import EXIT_NOT_BUILT, PLANNED
 
-COMMANDS = ("curate", "fit", "train", "dub", "bench", "report", "weights", "demo")
+COMMANDS = ("curate", "fit", "model", "train", "dub", "bench", "report", "weights", "demo")
 
 
 def test_top_level_help_lists_every_subcommand(capsys):
