@@ -5,10 +5,13 @@
   as a point;
 - :func:`tsne_figure`: the t-SNE of speaking-style embeddings, as in the paper's Figure 5 (speakers by
   colour, original vs dubbed by marker). It takes arrays; the embeddings come from a style encoder, and
-  :func:`report_figures` draws it when the bench folder holds :data:`STYLE_EMBEDDINGS_FILE`.
+  :func:`report_figures` draws it when the bench folder holds :data:`STYLE_EMBEDDINGS_FILE` (which
+  ``pt bench`` writes when ``stylesim`` is computed). Embeddings of a random-weights encoder are marked
+  "random weights: not comparable" in the figure's title.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +27,11 @@ from matplotlib.lines import Line2D  # noqa: E402
 from pt_bench.leaderboard import RANDOM_WEIGHTS_NOTE, MetricInfo, best_methods, read_bench_folder  # noqa: E402
 
 #: A bench folder may hold style embeddings for the t-SNE: arrays ``embeddings`` (N, D) float,
-#: ``speakers`` (N,) str and ``kinds`` (N,) str ("original" / "dubbed").
+#: ``speakers`` (N,) str and ``kinds`` (N,) str ("original" / "dubbed"); optionally ``names`` (N,) str and
+#: ``real_weights`` (a bool scalar; absent means real).
 STYLE_EMBEDDINGS_FILE = "style_embeddings.npz"
+#: The fewest embeddings a t-SNE is drawn for.
+MIN_TSNE_POINTS = 3
 METHOD_COLOUR, BASELINE_COLOUR, BEST_COLOUR = "#4c72b0", "#b0b0b0", "#dd8452"
 KIND_MARKERS = {"original": "o", "dubbed": "^"}
 _OTHER_MARKERS = ("s", "D", "v", "P", "X")
@@ -147,9 +153,10 @@ def tsne_embedding(embeddings: np.ndarray, *, perplexity: float | None = None, s
 
 def tsne_figure(embeddings: np.ndarray, speakers: Sequence[str], kinds: Sequence[str], *,
                 perplexity: float | None = None, seed: int = 0,
-                title: str = "t-SNE of speaking-style embeddings") -> Figure:
+                title: str = "t-SNE of speaking-style embeddings", real_weights: bool = True) -> Figure:
     """The paper's Figure 5: style embeddings in 2-D, one colour per speaker, one marker per kind
-    ("original" circles, "dubbed" triangles)."""
+    ("original" circles, "dubbed" triangles). ``real_weights=False`` (a random-weights encoder) adds
+    "random weights: not comparable" to the title."""
     speakers, kinds = np.asarray(speakers).astype(str), np.asarray(kinds).astype(str)
     if not len(speakers) == len(kinds) == len(embeddings):
         raise ValueError(f"{len(embeddings)} embeddings but {len(speakers)} speakers and {len(kinds)} kinds")
@@ -174,23 +181,66 @@ def tsne_figure(embeddings: np.ndarray, speakers: Sequence[str], kinds: Sequence
     ax.legend(handles=kind_handles, title="video", loc="lower left", bbox_to_anchor=(1.01, 0), fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title)
+    ax.set_title(title if real_weights else f"{title}\n({RANDOM_WEIGHTS_NOTE})")
     fig.tight_layout()
     return fig
 
 
-def load_style_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(embeddings, speakers, kinds)`` from a :data:`STYLE_EMBEDDINGS_FILE` (no pickled objects)."""
+@dataclass(frozen=True)
+class StyleEmbeddings:
+    """The contents of a :data:`STYLE_EMBEDDINGS_FILE`."""
+
+    embeddings: np.ndarray  # (N, D)
+    speakers: np.ndarray  # (N,) str
+    kinds: np.ndarray  # (N,) str: "original" / "dubbed"
+    names: np.ndarray | None  # (N,) str, or None
+    real_weights: bool  # False: computed with a random-weights encoder (not comparable)
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+def read_style_embeddings(path: str | Path) -> StyleEmbeddings:
+    """A :data:`STYLE_EMBEDDINGS_FILE` with its optional names and weights flag (no pickled objects)."""
     with np.load(path, allow_pickle=False) as z:
         missing = {"embeddings", "speakers", "kinds"} - set(z.files)
         if missing:
             raise ValueError(f"{path}: missing arrays {', '.join(sorted(missing))} (need embeddings, speakers, kinds)")
-        return z["embeddings"], z["speakers"].astype(str), z["kinds"].astype(str)
+        return StyleEmbeddings(z["embeddings"], z["speakers"].astype(str), z["kinds"].astype(str),
+                               z["names"].astype(str) if "names" in z.files else None,
+                               bool(z["real_weights"]) if "real_weights" in z.files else True)
+
+
+def load_style_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(embeddings, speakers, kinds)`` from a :data:`STYLE_EMBEDDINGS_FILE` (see :func:`read_style_embeddings`)."""
+    s = read_style_embeddings(path)
+    return s.embeddings, s.speakers, s.kinds
+
+
+def style_tsne_status(bench_dir: str | Path) -> str | None:
+    """Why :func:`report_figures` draws no t-SNE for ``bench_dir`` (None: it draws one)."""
+    path = Path(bench_dir) / STYLE_EMBEDDINGS_FILE
+    if not path.is_file():
+        return (f"{STYLE_EMBEDDINGS_FILE} is not in {bench_dir}; `pt bench` writes it when the stylesim metric is "
+                "computed for at least one --method")
+    n = len(read_style_embeddings(path))
+    if n < MIN_TSNE_POINTS:
+        return f"{path} holds {n} embedding(s); a t-SNE needs at least {MIN_TSNE_POINTS}"
+    return None
+
+
+def style_tsne_from_file(path: str | Path, *, seed: int = 0) -> Figure:
+    """:func:`tsne_figure` of a :data:`STYLE_EMBEDDINGS_FILE`, marked when its encoder had random weights."""
+    s = read_style_embeddings(path)
+    return tsne_figure(s.embeddings, s.speakers, s.kinds, seed=seed, real_weights=s.real_weights)
 
 
 def report_figures(bench_dir: str | Path, out_dir: str | Path, *, formats: Sequence[str] = ("png", "pdf"),
                    seed: int = 0) -> dict[str, list[Path]]:
-    """Draw the figures of a ``pt bench`` output folder into ``out_dir``; returns ``{figure: paths}``."""
+    """Draw the figures of a ``pt bench`` output folder into ``out_dir``; returns ``{figure: paths}``.
+
+    ``style_tsne`` is drawn when the folder holds enough style embeddings (:func:`style_tsne_status` says why
+    not otherwise)."""
     meta, board, per_video = read_bench_folder(bench_dir)
     metrics = [MetricInfo.from_dict(d) for d in meta["metrics"]]
     kinds = dict(meta["kinds"])
@@ -201,8 +251,7 @@ def report_figures(bench_dir: str | Path, out_dir: str | Path, *, formats: Seque
         made["per_video_distributions"] = save_figure(
             metric_distributions(per_video, metrics, kinds, title=f"{title}: per-video scores", seed=seed),
             out / "per_video_distributions", formats)
-    style = Path(bench_dir) / STYLE_EMBEDDINGS_FILE
-    if style.is_file():
-        emb, spk, knd = load_style_embeddings(style)
-        made["style_tsne"] = save_figure(tsne_figure(emb, spk, knd, seed=seed), out / "style_tsne", formats)
+    if style_tsne_status(bench_dir) is None:
+        made["style_tsne"] = save_figure(style_tsne_from_file(Path(bench_dir) / STYLE_EMBEDDINGS_FILE, seed=seed),
+                                         out / "style_tsne", formats)
     return made

@@ -15,7 +15,12 @@
    scores, features and landmarks on disk (keyed by file content fingerprints, the metric's ``cache_key()``
    and the run options), so a second run over the same files decodes nothing and computes nothing;
 5. summarises per method (bootstrap CIs, ``pt_bench.stats``) and writes leaderboard.csv/.md/.html,
-   per_video.csv and bench.json (``pt_bench.leaderboard``).
+   per_video.csv and bench.json (``pt_bench.leaderboard``);
+6. when ``stylesim`` is among the metrics, saves the speaking-style vector of every reference video (kind
+   "original") and every method video (kind "dubbed"; baselines are left out) to
+   ``style_embeddings.npz`` (:func:`pt_bench.metrics.stylesim.save_style_embeddings`), cached like the other
+   features, which ``pt report`` draws as the paper's t-SNE (Figure 5). A video's speaker is
+   ``speaker_map[reference stem]``, or the reference stem itself.
 """
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ FPS_TOLERANCE = 0.01
 _WARNING = "_warning"
 #: Bytes read from each end of a file for its content fingerprint.
 FINGERPRINT_BYTES = 1 << 20
+#: The metric whose per-video features are the speaking-style vectors of the t-SNE figure.
+STYLE_METRIC = "stylesim"
 
 
 class BenchError(Exception):
@@ -80,6 +87,7 @@ class BenchConfig:
     use_cache: bool = True
     allow_missing: bool = False  # warn and skip videos a method lacks (and ignore extra ones)
     show_published: bool = False  # add the paper's published rows (clearly marked) to the Markdown/HTML
+    speaker_map: dict[str, str] | None = None  # reference stem -> speaker, for the style t-SNE (default: the stem)
     progress: bool = True
     title: str = "Leaderboard"
 
@@ -313,6 +321,12 @@ def probe_timeline(path: str | Path, max_frames: int | None = None) -> VideoMeta
     return VideoMeta(n if max_frames is None else min(n, max_frames), fps, vfr)
 
 
+def landmark_cache_key(fingerprint: str, max_frames: int | None, fps: float, num_frames: int) -> str:
+    """The disk-cache key of a file's landmarks: they depend on its content (:func:`file_fingerprint`) and how
+    it was decoded (first ``max_frames`` frames, at ``fps``, giving ``num_frames``)."""
+    return DiskCache.key("landmarks", fingerprint, max_frames, round(float(fps), 6), int(num_frames))
+
+
 def _meta(video: BenchVideo) -> VideoMeta:
     return VideoMeta(len(video.frames), float(video.fps))
 
@@ -374,10 +388,14 @@ class _Source:
 
 
 class _PairScorer:
-    """Scores (method, video) pairs through the disk cache; loads videos only when something is missing."""
+    """Scores (method, video) pairs through the disk cache; loads videos only when something is missing.
 
-    def __init__(self, cfg: BenchConfig, metrics: Sequence, cache: DiskCache) -> None:
-        self.cfg, self.metrics, self.cache = cfg, list(metrics), cache
+    ``style``: the StyleSim metric when the run saves style embeddings: its ``features`` (one style vector per
+    video) are computed for every method video and reference video, and cached like set-level features.
+    """
+
+    def __init__(self, cfg: BenchConfig, metrics: Sequence, cache: DiskCache, style=None) -> None:
+        self.cfg, self.metrics, self.cache, self.style = cfg, list(metrics), cache, style
         self.timings = {m.name: MetricTiming() for m in self.metrics}
         self._fingerprints: dict[Path, str] = {}
         self._timelines: dict[Path, VideoMeta] = {}
@@ -417,19 +435,17 @@ class _PairScorer:
         return self._ref
 
     def _landmark_key(self, path: Path, video: BenchVideo) -> str:
-        """Landmarks depend on the file's content and how it was decoded (first N frames, at which rate)."""
-        return DiskCache.key("landmarks", self.fingerprint(path), self.cfg.max_frames, round(video.fps, 6),
-                             video.num_frames)
+        return landmark_cache_key(self.fingerprint(path), self.cfg.max_frames, video.fps, video.num_frames)
 
     def _load_file(self, path: Path, resample_fps: float | None = None) -> BenchVideo:
         video = load_bench_video(path, max_frames=self.cfg.max_frames, resample_fps=resample_fps)
         cached = self.cache.get_array("landmarks", self._landmark_key(path, video))
         if cached is not None:
-            set_landmarks(video, cached)
+            video.set_landmarks(cached)
         return video
 
     def _save_landmarks(self, video: BenchVideo, path: Path | None) -> None:
-        lm = computed_landmarks(video)
+        lm = video.cached_landmarks()
         if path is None or lm is None or self.cache.root is None:
             return
         key = self._landmark_key(path, video)
@@ -440,9 +456,9 @@ class _PairScorer:
         """The method's video of this pair, checked against the reference."""
         if src.baseline is not None:
             pred = make_baseline(src.baseline, ref)
-            lm = computed_landmarks(ref)
+            lm = ref.cached_landmarks()
             if src.baseline.kind in ("reference", "shift") and lm is not None:  # same frames: same landmarks
-                set_landmarks(pred, lm)
+                pred.set_landmarks(lm)
             return pred
         assert src.file is not None
         if ref.path is not None and self.fingerprint(src.file) == self.fingerprint(ref.path):
@@ -466,11 +482,32 @@ class _PairScorer:
             self.warnings.append(got.pop(_WARNING))
         scores.update(got)
 
-    def score(self, video: str, ref_file: Path, src: _Source) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        """``(video-level scores and their extra columns, set-level features)`` of one pair, cached."""
+    def _embedding_key(self, source_id: str) -> str:
+        assert self.style is not None
+        return DiskCache.key("style-embedding", self.style.cache_key(), source_id, *self._options())
+
+    def _embed(self, video: BenchVideo, key: str) -> np.ndarray:
+        """The style vector of ``video`` (cached); a zero-length array when it has no face."""
+        assert self.style is not None
+        t0 = time.perf_counter()
+        try:
+            emb = np.asarray(self.style.features(video), dtype=np.float32)
+        except NoFaceError:
+            emb = np.zeros(0, np.float32)
+        self.timings[self.style.name].add(time.perf_counter() - t0, 0)  # frames were counted by the score
+        self.cache.put_array("features", key, emb)
+        return emb
+
+    def score(self, video: str, ref_file: Path, src: _Source
+              ) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray | None]:
+        """``(video-level scores and their extra columns, set-level features, style embedding)`` of one pair,
+        cached. The style embedding is None unless the run saves them and ``src`` is a method's file; it is
+        empty when the video has no face."""
         pred_id, ref_id = self.source_id(src, ref_file), f"file:{self.fingerprint(ref_file)}"
         keys = {m.name: DiskCache.key("score" if m.level == "video" else "features", m.cache_key(), pred_id,
                                       ref_id, *self._options()) for m in self.metrics}
+        emb_key = self._embedding_key(pred_id) if self.style is not None and src.file is not None else None
+        emb = self.cache.get_array("features", emb_key) if emb_key is not None else None
         scores: dict[str, float] = {}
         feats: dict[str, np.ndarray] = {}
         todo = []
@@ -486,8 +523,8 @@ class _PairScorer:
                     feats[m.name] = got
                     continue
             todo.append(m)
-        if not todo:
-            return scores, feats
+        if not todo and (emb_key is None or emb is not None):
+            return scores, feats, emb
         ref = self.reference(video, ref_file)
         pred = self._pred(video, ref, src)
         for m in todo:
@@ -505,9 +542,11 @@ class _PairScorer:
                 feats[m.name] = f
                 self.cache.put_array("features", keys[m.name], f)
             self.timings[m.name].add(time.perf_counter() - t0, min(pred.num_frames, ref.num_frames))
+        if emb_key is not None and emb is None:
+            emb = self._embed(pred, emb_key)
         self._save_landmarks(ref, ref_file)
         self._save_landmarks(pred, src.file)
-        return scores, feats
+        return scores, feats, emb
 
     def reference_features(self, video: str, ref_file: Path, metric) -> np.ndarray:
         """Set-level features of the reference video itself (the real distribution FID compares with)."""
@@ -524,6 +563,17 @@ class _PairScorer:
         self._save_landmarks(ref, ref_file)
         return f
 
+    def reference_embedding(self, video: str, ref_file: Path) -> np.ndarray:
+        """The style vector of the reference video itself (empty when it has no face), cached."""
+        key = self._embedding_key(f"file:{self.fingerprint(ref_file)}")
+        got = self.cache.get_array("features", key)
+        if got is not None:
+            return got
+        ref = self.reference(video, ref_file)
+        emb = self._embed(ref, key)
+        self._save_landmarks(ref, ref_file)
+        return emb
+
 
 def _evaluate(metric, pred: BenchVideo, ref: BenchVideo) -> dict[str, float]:
     """``{metric name: score, extra column: value ...}`` of a video-level metric on one pair."""
@@ -531,18 +581,6 @@ def _evaluate(metric, pred: BenchVideo, ref: BenchVideo) -> dict[str, float]:
         res = metric.evaluate(pred, ref)
         return {metric.name: float(res.value), **{k: float(v) for k, v in res.extras.items()}}
     return {metric.name: float(metric.score_video(pred, ref))}
-
-
-def computed_landmarks(video: BenchVideo) -> np.ndarray | None:
-    """The landmarks ``video`` has already computed, or None (never runs detection)."""
-    return video._memo.get("landmarks")  # BenchVideo's memo: the one place the runner looks inside it
-
-
-def set_landmarks(video: BenchVideo, landmarks: np.ndarray) -> None:
-    """Give ``video`` landmarks computed earlier (disk cache, or a baseline with the same frames)."""
-    lm = np.array(landmarks, dtype=np.float32)
-    lm.flags.writeable = False
-    video.memo("landmarks", lambda: lm)
 
 
 def _sources(cfg: BenchConfig, plan: Mapping[str, list[str]], method_files: Mapping[str, Mapping[str, Path]],
@@ -575,6 +613,69 @@ def precheck_pairs(ref_files: Mapping[str, Path], sources: Mapping[str, Mapping[
         raise BenchError("frame rates or frame counts do not match the reference:\n  " + "\n  ".join(problems))
 
 
+def check_speaker_map(speaker_map: object) -> dict[str, str] | None:
+    """``speaker_map`` as ``{reference stem: speaker}`` (None stays None); a :class:`BenchError` when it is not a
+    mapping of strings to strings."""
+    if speaker_map is None:
+        return None
+    if not isinstance(speaker_map, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in speaker_map.items()):
+        raise BenchError("the speaker map must be a JSON object {video stem: speaker name} with non-empty string "
+                         f"values, got {str(speaker_map)[:200]}")
+    return dict(speaker_map)
+
+
+def resolve_speakers(videos: Sequence[str], speaker_map: Mapping[str, str] | None
+                     ) -> tuple[dict[str, str], list[str]]:
+    """``({reference stem: speaker}, warnings)``: the map's speaker, else the stem itself (one speaker per
+    reference video). Stems the map lacks and names it holds that are no reference video are warned about."""
+    if speaker_map is None:
+        return {v: v for v in videos}, []
+    warnings = []
+    lacking = [v for v in videos if v not in speaker_map]
+    if lacking:
+        warnings.append(f"speaker map: no speaker for {', '.join(lacking)} (each is its own speaker in the t-SNE)")
+    unknown = sorted(set(speaker_map) - set(videos))
+    if unknown:
+        warnings.append(f"speaker map: {', '.join(unknown)} are not reference videos of this run (ignored)")
+    return {v: speaker_map.get(v, v) for v in videos}, warnings
+
+
+@dataclass(frozen=True)
+class _StyleRow:
+    """One video of the style t-SNE."""
+
+    name: str  # the reference stem (original) or "method/stem" (dubbed)
+    speaker: str
+    kind: str  # "original" or "dubbed"
+    embedding: np.ndarray  # (D,); empty when the video has no face
+
+
+def write_style_embeddings(out: Path, style, rows: Sequence[_StyleRow], warnings: list[str]) -> Path | None:
+    """Save the style vectors of ``rows`` to ``out/STYLE_EMBEDDINGS_FILE`` for ``pt report``'s t-SNE.
+
+    ``style`` is the StyleSim metric (None: this run computed no style vectors, and an earlier run's file in
+    ``out`` is removed so the folder describes this run only). Videos without a face are left out with a
+    warning appended to ``warnings``. Returns the path written, or None.
+    """
+    from pt_bench.figures import STYLE_EMBEDDINGS_FILE  # noqa: PLC0415 - matplotlib
+    from pt_bench.metrics.stylesim import save_style_embeddings  # noqa: PLC0415
+
+    path = out / STYLE_EMBEDDINGS_FILE
+    kept = [r for r in rows if r.embedding.size]
+    no_face = [r.name for r in rows if not r.embedding.size]
+    if no_face:
+        warnings.append(f"style t-SNE: no face in {', '.join(no_face)} (left out of {STYLE_EMBEDDINGS_FILE})")
+    if style is None or not kept:
+        if path.is_file():
+            path.unlink()
+            log.info("removed %s of an earlier run (this run computed no style vectors)", path)
+        return None
+    return save_style_embeddings(path, [r.embedding for r in kept], [r.speaker for r in kept],
+                                 [r.kind for r in kept], names=[r.name for r in kept],
+                                 real_weights=bool(style.real_weights))
+
+
 def run_bench(cfg: BenchConfig, *, metrics: Sequence | None = None) -> BenchResult:
     """Run the benchmark of ``cfg`` and write its outputs into ``cfg.out``.
 
@@ -583,6 +684,7 @@ def run_bench(cfg: BenchConfig, *, metrics: Sequence | None = None) -> BenchResu
     """
     t_start = time.perf_counter()
     out = Path(cfg.out)
+    speaker_map = check_speaker_map(cfg.speaker_map)
     baselines = parse_baselines(cfg.baselines)
     clash = sorted(set(cfg.methods) & {b.name for b in baselines})
     if clash:
@@ -601,7 +703,12 @@ def run_bench(cfg: BenchConfig, *, metrics: Sequence | None = None) -> BenchResu
     metrics = list(metrics)
     infos = [MetricInfo.from_metric(m) for m in metrics]
     cache = DiskCache((cfg.cache_dir or out / "cache") if cfg.use_cache else None)
-    scorer = _PairScorer(cfg, metrics, cache)
+    # style vectors for the t-SNE: of the method videos (not the baselines) and their references
+    style = next((m for m in metrics if m.name == STYLE_METRIC), None) if cfg.methods else None
+    scorer = _PairScorer(cfg, metrics, cache, style=style)
+    speakers, speaker_warnings = resolve_speakers(videos, speaker_map)
+    if style is not None:
+        warnings += speaker_warnings
 
     precheck_pairs(ref_files, sources, cfg, scorer.timeline)
     warnings += [f"{v}: variable frame rate; scored at {scorer.timeline(p).fps:.3f} fps by timestamp (with the "
@@ -612,20 +719,27 @@ def run_bench(cfg: BenchConfig, *, metrics: Sequence | None = None) -> BenchResu
     set_metrics = [m for m in metrics if m.level == "set"]
     pred_feats: dict[str, dict[str, list[np.ndarray]]] = {}
     ref_feats: dict[str, dict[str, np.ndarray]] = {m.name: {} for m in set_metrics}
+    style_rows: list[_StyleRow] = []
     total = sum(len(s) for s in sources.values())
     with tqdm(total=total, desc="bench", unit="pair", disable=not cfg.progress) as bar:
         for video, by_method in sources.items():
             for m in set_metrics:
                 ref_feats[m.name][video] = scorer.reference_features(video, ref_files[video], m)
+            if style is not None and any(src.file is not None for src in by_method.values()):
+                style_rows.append(_StyleRow(video, speakers[video], "original",
+                                            scorer.reference_embedding(video, ref_files[video])))
             for method, src in by_method.items():
                 bar.set_postfix_str(f"{method}/{video}")
-                scores, feats = scorer.score(video, ref_files[video], src)
+                scores, feats, emb = scorer.score(video, ref_files[video], src)
                 rows.append({"method": method, "video": video, **scores})
                 for name, f in feats.items():
                     pred_feats.setdefault(method, {}).setdefault(name, []).append(f)
+                if emb is not None:
+                    style_rows.append(_StyleRow(f"{method}/{video}", speakers[video], "dubbed", emb))
                 bar.update()
 
     warnings += scorer.warnings
+    style_file = write_style_embeddings(out, style, style_rows, warnings)
     kinds = {m: "method" for m in cfg.methods} | {b.name: "baseline" for b in baselines}
     set_scores: dict[str, dict[str, float]] = {}
     for method in kinds:
@@ -644,11 +758,14 @@ def run_bench(cfg: BenchConfig, *, metrics: Sequence | None = None) -> BenchResu
     outputs = write_leaderboards(out, board, per_video, infos, n_samples=cfg.bootstrap_samples,
                                  confidence=cfg.confidence, show_published=cfg.show_published, title=cfg.title,
                                  notes=warnings)
+    if style_file is not None:
+        outputs[style_file.name] = style_file
     seconds = time.perf_counter() - t_start
     meta = {
         "version": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": asdict(cfg), "metrics": metric_infos_json(infos), "kinds": kinds, "videos": videos,
         "skipped_metrics": skipped, "warnings": warnings, "set_scores": set_scores,
+        "style_embeddings": style_file.name if style_file is not None else None,
         "cache": {"dir": str(cache.root) if cache.root else None, "hits": cache.hits, "misses": cache.misses},
         "seconds": seconds,
         "timings": {k: {**asdict(v), "frames_per_s": v.frames_per_s} for k, v in scorer.timings.items()},

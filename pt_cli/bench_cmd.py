@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from pt_data.video_io import MediaError
 from pt_data.weights import MissingWeightsError
@@ -38,7 +40,10 @@ frame's), shift:K (audio delayed by K frames, video identical).
 Outputs in --out: leaderboard.csv (method, one column per metric, <metric>_ci_low/_ci_high, n_videos,
 weights, kind), leaderboard.md and leaderboard.html (self-contained, sortable), per_video.csv,
 bench.json (configuration, metric protocols, timings) and cache/ (scores, features and landmarks keyed by
-file content: a second run over the same files is fast). Draw figures with `pt report --bench OUT`."""
+file content: a second run over the same files is fast). With stylesim and at least one --method, also
+style_embeddings.npz: the style vector of every reference video ("original") and every method video
+("dubbed"; baselines are left out), the speaker of a video being --speaker-map's entry for its file stem,
+else the stem itself. Draw the figures, with the style t-SNE, with `pt report --bench OUT --out FIGDIR`."""
 
 
 def _method(text: str) -> tuple[str, str]:
@@ -46,6 +51,20 @@ def _method(text: str) -> tuple[str, str]:
     if not sep or not name or not folder:
         raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
     return name, folder
+
+
+def read_speaker_map(text: str) -> dict[str, str]:
+    """``--speaker-map``: a JSON file, or an inline JSON object, ``{video stem: speaker}``."""
+    try:
+        raw = text if text.lstrip().startswith("{") else Path(text).read_text("utf-8")
+        value = json.loads(raw)
+    except (OSError, json.JSONDecodeError) as e:
+        raise argparse.ArgumentTypeError(f"--speaker-map {text!r}: not a readable JSON file or object ({e})") from e
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                              for k, v in value.items()):
+        raise argparse.ArgumentTypeError(f"--speaker-map {text!r}: expected a JSON object "
+                                         '{"video stem": "speaker", ...} of non-empty strings')
+    return value
 
 
 def _csv(text: str) -> list[str]:
@@ -79,6 +98,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="compute everything again and cache nothing")
     p.add_argument("--show-published", action="store_true",
                    help="add the paper's published rows, labelled 'published (paper), not measured'")
+    p.add_argument("--speaker-map", type=read_speaker_map, metavar="JSON",
+                   help='JSON file (or inline object) {"video stem": "speaker"} for the style t-SNE '
+                        "(default: each reference video is its own speaker)")
     p.add_argument("--title", default="Leaderboard", help="title of the Markdown/HTML leaderboard")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -97,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                       bootstrap_samples=args.bootstrap, seed=args.seed, baselines=args.baselines,
                       resample=args.resample, max_frames=args.max_frames, frame_tolerance=args.frame_tolerance,
                       cache_dir=args.cache_dir, use_cache=not args.no_cache, allow_missing=args.allow_missing,
-                      show_published=args.show_published, progress=not args.quiet, title=args.title)
+                      show_published=args.show_published, speaker_map=args.speaker_map, progress=not args.quiet,
+                      title=args.title)
     try:
         res = run_bench(cfg)
     except (BenchError, MissingWeightsError, MediaError, ValueError) as e:

@@ -10,7 +10,9 @@ DESCRIPTION = """Draw the figures of a `pt bench` output folder, each as PNG and
   per_video_distributions  one panel per video-level metric: box plot per method, every video a dot
   style_tsne               t-SNE of speaking-style embeddings (the paper's Figure 5: speakers by colour,
                            original vs dubbed by marker), drawn when the bench folder holds
-                           style_embeddings.npz (arrays embeddings (N, D), speakers (N,), kinds (N,))
+                           style_embeddings.npz, which `pt bench` writes when it computes stylesim
+                           (one style vector per reference and per method video; speakers from
+                           --speaker-map, else one per reference video)
 
 Numbers computed with random weights are marked "random weights: not comparable" on the figures."""
 
@@ -26,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt_bench.figures import STYLE_EMBEDDINGS_FILE, report_figures
+    from pt_bench.figures import report_figures, style_tsne_status
 
     formats = [f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()]
     try:
@@ -37,6 +39,5 @@ def run(args: argparse.Namespace) -> int:
     for name, paths in made.items():
         print(f"{name}: {', '.join(str(p) for p in paths)}")
     if "style_tsne" not in made:
-        print(f"style_tsne: not drawn ({STYLE_EMBEDDINGS_FILE} is not in {args.bench}; it holds style-encoder "
-              "embeddings)")
+        print(f"style_tsne: not drawn ({style_tsne_status(args.bench)})")
     return 0

@@ -478,6 +478,143 @@ def test_figures_and_report(videos, tmp_path):
         tsne_figure(emb, spk[:3], kinds)
 
 
+def test_tsne_title_marks_random_weights_and_needs_three_points(tmp_path):
+    from pt_bench.figures import (MIN_TSNE_POINTS, STYLE_EMBEDDINGS_FILE, read_style_embeddings,
+                                  style_tsne_from_file, style_tsne_status)
+    from pt_bench.metrics.stylesim import save_style_embeddings
+
+    emb = np.random.default_rng(0).normal(size=(6, 8))
+    spk, kinds = ["s0", "s0", "s0", "s1", "s1", "s1"], ["original", "dubbed", "dubbed"] * 2
+    path = tmp_path / STYLE_EMBEDDINGS_FILE
+    assert "not in" in style_tsne_status(tmp_path)
+    for real in (False, True):
+        save_style_embeddings(path, emb, spk, kinds, names=list("abcdef"), real_weights=real)
+        assert style_tsne_status(tmp_path) is None and read_style_embeddings(path).real_weights is real
+        title = style_tsne_from_file(path).axes[0].get_title()
+        assert (RANDOM_WEIGHTS_NOTE in title) is (not real) and "speaking-style" in title
+    np.savez(path, embeddings=emb, speakers=spk, kinds=kinds)  # a file without the flag: real weights
+    assert read_style_embeddings(path).real_weights and read_style_embeddings(path).names is None
+    save_style_embeddings(path, emb[:MIN_TSNE_POINTS - 1], spk[:2], kinds[:2], real_weights=False)
+    assert f"at least {MIN_TSNE_POINTS}" in style_tsne_status(tmp_path)
+
+
+def ict_mediapipe_face_model():
+    """The ICT face reduced to its 478 MediaPipe-corresponding vertices and 20 identity modes (fast fits)."""
+    from pt_data.face_model import FaceModel
+    from pt_data.face_model_convert import default_face_model, shared_data_dir
+
+    if shared_data_dir() is None:
+        pytest.skip("the ICT face model in ../shared/data is needed (set PT_SHARED_DATA)")
+    full = default_face_model()
+    ids = full.mediapipe_ids
+    return FaceModel(name="ict-mediapipe-subset", mean=full.mean[ids], id_basis=full.id_basis[:20, ids],
+                     exp_basis=full.exp_basis[:, ids], triangles=np.array([[0, 1, 2]]),
+                     landmark68_ids=np.zeros(68, int), mediapipe_ids=np.arange(478),
+                     mediapipe_weights=full.mediapipe_weights, masks={k: v[ids] for k, v in full.masks.items()},
+                     exp_names=full.exp_names, exp_lower=full.exp_lower, exp_upper=full.exp_upper)
+
+
+def test_stylesim_run_saves_style_embeddings_for_the_tsne(tmp_path, monkeypatch):
+    """A real StyleSim (random tiny encoder, real 3DMM fit) in a run: the landmarks of the tiny videos are
+    synthetic talking-head geometry placed in the runner's landmark cache, the way a second run finds them."""
+    import torch
+
+    from pt_bench.figures import read_style_embeddings, report_figures, style_tsne_from_file
+    from pt_bench.metrics import create_metric
+    from pt_bench.runner import DiskCache, landmark_cache_key
+    from pt_bench.style_encoder import StyleEncoderConfig
+    from pt_data.fit_config import FitConfig
+    from pt_data.synthetic_geometry import synthetic_clip
+
+    fm = ict_mediapipe_face_model()
+    n = 24
+    dirs = {k: tmp_path / k for k in ("ref", "copy", "noisy")}
+    write_set(dirs["ref"], "abc", n=n)
+    dirs["copy"].mkdir()
+    for v in "abc":
+        (dirs["copy"] / f"{v}.mp4").write_bytes((dirs["ref"] / f"{v}.mp4").read_bytes())
+    write_set(dirs["noisy"], "abc", n=n, noise=20.0)
+    out = tmp_path / "out"
+    cache = DiskCache(out / "cache")
+    landmarks = {}
+    for i, v in enumerate("abc"):
+        for folder, seed in (("ref", i), ("noisy", 10 + i)):
+            f = dirs[folder] / f"{v}.mp4"
+            landmarks[folder, v] = synthetic_clip(fm, n, seed=seed, max_yaw_deg=10).landmarks.astype(np.float32)
+            cache.put_array("landmarks", landmark_cache_key(file_fingerprint(f), None, 25.0, n), landmarks[folder, v])
+
+    tiny = StyleEncoderConfig(window=16, num_lower_vertices=24, num_upper_vertices=8, d_model=32, num_layers=1,
+                              num_heads=2, ff_mult=2, embed_dim=16, dropout=0.0)
+
+    def stylesim():
+        return create_metric("stylesim", random_weights=True, face_model=fm, fit=FitConfig(iterations=10),
+                             random_config=tiny)
+
+    def run(metrics):
+        return run_bench(BenchConfig(reference=str(dirs["ref"]), out=str(out), bootstrap_samples=50, progress=False,
+                                     methods={"self": str(dirs["copy"]), "noisy": str(dirs["noisy"])},
+                                     baselines=["static"], speaker_map={"a": "amy", "b": "amy", "zed": "z"}),
+                         metrics=metrics)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run([stylesim()])
+        pv = res.per_video.set_index(["method", "video"])
+        np.testing.assert_allclose(pv.loc["self", "stylesim"], 1.0, atol=1e-6)
+        assert pv.loc["noisy", "stylesim"].between(-1, 1 - 1e-6).all()
+        assert pv.loc["static", "stylesim"].isna().all()  # its blank frames have no face (and no cached landmarks)
+        s = read_style_embeddings(res.outputs["style_embeddings.npz"])
+        assert not s.real_weights and s.embeddings.shape == (9, 16)  # 3 originals + 2 methods x 3; no baseline
+        assert list(s.names) == ["a", "self/a", "noisy/a", "b", "self/b", "noisy/b", "c", "self/c", "noisy/c"]
+        assert list(s.kinds) == ["original", "dubbed", "dubbed"] * 3
+        assert list(s.speakers) == ["amy"] * 6 + ["c"] * 3  # the map's speaker, else the reference stem
+        assert any("no speaker for c" in w for w in res.warnings) and any("zed" in w for w in res.warnings)
+        np.testing.assert_allclose(np.linalg.norm(s.embeddings, axis=1), 1.0, atol=1e-5)
+        e = dict(zip(s.names, s.embeddings))
+        assert np.array_equal(e["self/b"], e["b"]) and not np.allclose(e["noisy/b"], e["b"])
+        # each vector is StyleSim's own on a video with those landmarks (the frames do not enter the metric)
+        for key, name in (("noisy", "noisy/c"), ("ref", "a")):
+            v = BenchVideo(name="x", path=None, frames=np.zeros((n, 64, 64, 3), np.uint8), fps=25.0)
+            v.set_landmarks(landmarks[key, name[-1]])
+            np.testing.assert_allclose(e[name], stylesim().features(v), atol=1e-5)
+
+        # a second run fits nothing: every score and style vector comes from the cache
+        import pt_bench.metrics.stylesim as stylesim_mod
+
+        def no_fit(*a, **k):
+            raise AssertionError("the style vectors should come from the cache")
+
+        monkeypatch.setattr(stylesim_mod, "fit_video_expressions", no_fit)
+        res2 = run([stylesim()])
+        np.testing.assert_array_equal(read_style_embeddings(out / "style_embeddings.npz").embeddings, s.embeddings)
+        assert res2.cache_misses == 0
+    finally:
+        torch.set_num_threads(threads)
+
+    made = report_figures(out, tmp_path / "fig", formats=("png",))
+    assert made["style_tsne"][0].stat().st_size > 5000
+    assert RANDOM_WEIGHTS_NOTE in style_tsne_from_file(out / "style_embeddings.npz").axes[0].get_title()
+    # a run without stylesim in the same folder removes the earlier run's embeddings
+    res3 = run([MeanAbsDiff()])
+    assert not (out / "style_embeddings.npz").exists() and "style_embeddings.npz" not in res3.outputs
+
+
+def test_speaker_map_option():
+    from pt_cli.bench_cmd import read_speaker_map
+    from pt_bench.runner import check_speaker_map, resolve_speakers
+
+    assert read_speaker_map('{"a": "amy"}') == {"a": "amy"}
+    for bad in ('{"a": 3}', "[1, 2]", "/nonexistent/map.json", "{nope"):
+        with pytest.raises(argparse.ArgumentTypeError, match="speaker-map"):
+            read_speaker_map(bad)
+    with pytest.raises(BenchError, match="speaker map"):
+        check_speaker_map({"a": ""})
+    assert resolve_speakers(["a", "b"], None) == ({"a": "a", "b": "b"}, [])
+    spk, warn = resolve_speakers(["a", "b"], {"a": "amy"})
+    assert spk == {"a": "amy", "b": "b"} and "no speaker for b" in warn[0]
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 def _cli(argv):
