@@ -1,4 +1,19 @@
-"""Stage 1's audio encoder E_aud: HuBERT (conv feature extractor + transformer) and a 25 fps projection.
+"""Stage 1's audio encoder E_aud at 25 fps: HuBERT (the paper's), or a log-mel conv encoder (small data).
+
+Two kinds (``AudioEncoderConfig.kind``), built by :func:`build_audio_encoder`; both map a 16 kHz waveform
+(B, T x 640 samples) to features (B, T, D), one per video frame:
+
+* ``hubert`` (:class:`AudioEncoder`, the paper's choice): see below.
+* ``mel`` (:class:`MelAudioEncoder`): for small-data runs without pretrained weights. A log-mel spectrogram
+  (:class:`LogMelSpectrogram`: 80 HTK mel bands, 25 ms Hann window, 10 ms hop, computed with
+  ``torch.stft``; frames centred on the middle of each 10 ms hop, so exactly 4 spectrogram frames lie
+  under each 40 ms video frame), standardised per band by a ``BatchNorm1d`` (running mean / variance of
+  the training data), optional training-time augmentation (SpecAugment time / band masks, Gaussian
+  noise), ``layers`` 1-D convolutions at 100 Hz, and one convolution of kernel = stride = 4 that turns the
+  4 spectrogram frames of each video frame into its D-dimensional feature. Everything is trained from
+  scratch (``audio encoder: log-mel conv (no pretrained weights)`` in run configs).
+
+HuBERT:
 
 HuBERT turns 16 kHz audio into features at 50 Hz (stride 320 samples). The paper adds "a new linear
 projection that interpolates features to the video frame rate"; here that is: resample the feature
@@ -18,30 +33,90 @@ would also leave parameters unused under DDP), and ``freeze`` keeps the convolut
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pt_data.mfcc import hz_to_mel, mel_to_hz
+from pt_data.shard_schema import SAMPLE_RATE, SAMPLES_PER_FRAME
 from pt_data.weights import MissingWeightsError, WeightsRegistry
 
+KINDS = ("hubert", "mel")
 INITS = ("pretrained", "random")
 FREEZE = ("none", "feature_extractor", "all")
 RANDOM_SIZES = ("tiny", "base", "large")
 
 
 @dataclass
-class AudioEncoderConfig:
-    """How E_aud is built. ``weights`` is a registry name (pretrained); ``size`` the random-init size.
+class MelEncoderConfig:
+    """The log-mel front-end and the small conv encoder of ``kind="mel"`` (see the module docstring).
 
-    ``hubert`` (the architecture, as a ``HubertConfig`` diff dict) and ``normalize_waveform`` are filled by
-    :meth:`resolved`; a resolved config rebuilds the exact architecture without the pretrained folder
-    (a training checkpoint then supplies the weights).
+    Spectrogram: ``n_mels`` HTK mel bands from ``f_min`` to ``f_max`` (None: Nyquist) over ``n_fft``-point
+    FFTs of ``win_ms`` Hann windows every ``hop_ms`` (the hop must divide the 40 ms video frame);
+    ``log(power + log_floor)``. Encoder: ``layers`` convolutions of ``channels`` x ``kernel`` at the
+    spectrogram rate with GELU and ``dropout``. Training-time augmentation (off in eval mode):
+    ``time_masks`` masks of up to ``time_mask_frames`` spectrogram frames and ``freq_masks`` masks of up
+    to ``freq_mask_bands`` bands per window (set to the standardised mean, 0), and Gaussian noise of
+    ``noise_std`` on the standardised log-mel.
     """
 
+    n_mels: int = 80
+    n_fft: int = 512
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    f_min: float = 0.0
+    f_max: float | None = None
+    log_floor: float = 1e-6
+    channels: int = 64
+    layers: int = 2
+    kernel: int = 5
+    dropout: float = 0.1
+    time_masks: int = 0
+    time_mask_frames: int = 8
+    freq_masks: int = 0
+    freq_mask_bands: int = 8
+    noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        hop, win = self.hop_length, self.win_length
+        if hop < 1 or SAMPLES_PER_FRAME % hop:
+            raise ValueError(f"mel hop of {self.hop_ms} ms = {hop} samples must divide the video frame "
+                             f"({SAMPLES_PER_FRAME} samples at {SAMPLE_RATE} Hz)")
+        if not hop <= win <= self.n_fft or (self.n_fft - hop) % 2:
+            raise ValueError(f"need hop ({hop}) <= window ({win}) <= n_fft ({self.n_fft}) and n_fft - hop even")
+        if self.layers < 0 or self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError("mel encoder: layers >= 0 and an odd kernel >= 1")
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(SAMPLE_RATE * self.hop_ms / 1000))
+
+    @property
+    def win_length(self) -> int:
+        return int(round(SAMPLE_RATE * self.win_ms / 1000))
+
+    @property
+    def frames_per_video_frame(self) -> int:
+        return SAMPLES_PER_FRAME // self.hop_length
+
+
+@dataclass
+class AudioEncoderConfig:
+    """How E_aud is built: ``kind`` ``hubert`` (the paper) or ``mel`` (log-mel conv, no pretrained weights).
+
+    HuBERT: ``weights`` is a registry name (pretrained); ``size`` the random-init size. ``hubert`` (the
+    architecture, as a ``HubertConfig`` diff dict) and ``normalize_waveform`` are filled by
+    :meth:`resolved`; a resolved config rebuilds the exact architecture without the pretrained folder
+    (a training checkpoint then supplies the weights). ``mel`` holds the log-mel encoder's settings; a mel
+    encoder is always trained from scratch, so its ``init`` is ``random``.
+    """
+
+    kind: str = "hubert"
     init: str = "pretrained"
     weights: str = "hubert-base-ls960"
     size: str = "base"
@@ -50,8 +125,15 @@ class AudioEncoderConfig:
     spec_augment: bool = False
     layerdrop: float = 0.0
     hubert: dict[str, Any] | None = None
+    mel: MelEncoderConfig = field(default_factory=MelEncoderConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.mel, dict):
+            self.mel = MelEncoderConfig(**self.mel)
+        if self.kind not in KINDS:
+            raise ValueError(f"audio encoder kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "mel":
+            self.init = "random"  # trained from scratch, always (there are no pretrained weights for it)
         if self.init not in INITS:
             raise ValueError(f"audio encoder init must be one of {INITS}, got {self.init!r}")
         if self.freeze not in FREEZE:
@@ -65,6 +147,8 @@ class AudioEncoderConfig:
         Pretrained: read from the registry folder (``config.json``, ``preprocessor_config.json``), raising
         :class:`~pt_data.weights.MissingWeightsError` when it is absent. Random: the named size.
         """
+        if self.kind == "mel":
+            return self  # nothing to look up
         if self.hubert is not None and self.normalize_waveform is not None:
             return self
         from transformers import HubertConfig  # noqa: PLC0415 - transformers is slow to import
@@ -82,7 +166,9 @@ class AudioEncoderConfig:
 
 
 def describe_audio_init(cfg: AudioEncoderConfig, reason: str = "") -> str:
-    """One line for configs and logs, e.g. ``audio encoder: random init (tiny preset)``."""
+    """One line for configs and logs, e.g. ``audio encoder: log-mel conv (no pretrained weights)``."""
+    if cfg.kind == "mel":
+        return "audio encoder: log-mel conv (no pretrained weights)"
     if cfg.init == "pretrained":
         return f"audio encoder: pretrained {cfg.weights} (weights registry)"
     return f"audio encoder: random init ({reason or cfg.size + ' HubertConfig'})"
@@ -161,6 +247,9 @@ class AudioEncoder(nn.Module):
     def __init__(self, cfg: AudioEncoderConfig, dim: int, registry: WeightsRegistry | None = None,
                  load_weights: bool = True) -> None:
         super().__init__()
+        if cfg.kind != "hubert":
+            raise ValueError(f"AudioEncoder is the HuBERT encoder; build a {cfg.kind!r} encoder with "
+                             "build_audio_encoder")
         if cfg.hubert is None:
             cfg = cfg.resolved(registry)
         self.cfg = cfg
@@ -199,5 +288,121 @@ class AudioEncoder(nn.Module):
         return self.proj(h)
 
 
-__all__ = ["AudioEncoderConfig", "AudioEncoder", "build_hubert", "pretrained_folder", "random_hubert_config",
-           "describe_audio_init", "INITS", "FREEZE", "RANDOM_SIZES"]
+# --------------------------------------------------------------------------------------------- log-mel
+def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int = SAMPLE_RATE, f_min: float = 0.0,
+                   f_max: float | None = None) -> np.ndarray:
+    """Triangular HTK-mel filters (n_freqs, n_mels) on the FFT bin frequencies ``linspace(0, sr / 2, n_freqs)``.
+
+    Filter ``m`` rises from 0 at ``f[m]`` to 1 at ``f[m + 1]`` and falls to 0 at ``f[m + 2]``, with ``f`` the
+    ``n_mels + 2`` frequencies equally spaced on the HTK mel scale between ``f_min`` and ``f_max``; no area
+    normalisation (the filters of ``torchaudio.functional.melscale_fbanks(..., norm=None, mel_scale="htk")``).
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= {sample_rate / 2} Hz, got {f_min}, {f_max}")
+    freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    pts = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    lo, mid, hi = pts[None, :-2], pts[None, 1:-1], pts[None, 2:]
+    rising = (freqs[:, None] - lo) / (mid - lo)
+    falling = (hi - freqs[:, None]) / (hi - mid)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+class LogMelSpectrogram(nn.Module):
+    """Waveform (B, N) at 16 kHz -> log-mel (B, n_mels, N // hop), frame ``k`` centred on sample ``hop (k + 1/2)``.
+
+    Frames are ``n_fft``-point FFTs of a periodic Hann window of ``win_length`` samples (centred in the FFT
+    frame, as ``torch.stft`` places it); the signal is zero-padded by ``(n_fft - hop) / 2`` samples on
+    each side, so the frame count is exactly ``N // hop`` and video frame ``t`` (samples
+    ``[640 t, 640 (t + 1))``) covers spectrogram frames ``[4 t, 4 t + 4)`` at a 10 ms hop. Power spectrum
+    ``|STFT|^2``, mel filters (:func:`mel_filterbank`), ``log(mel + log_floor)``. Always float32.
+    """
+
+    def __init__(self, cfg: MelEncoderConfig) -> None:
+        super().__init__()
+        self.n_fft, self.hop = cfg.n_fft, cfg.hop_length
+        self.log_floor = cfg.log_floor
+        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=True), persistent=False)
+        fb = mel_filterbank(cfg.n_fft // 2 + 1, cfg.n_mels, SAMPLE_RATE, cfg.f_min, cfg.f_max)
+        self.register_buffer("filters", torch.from_numpy(fb), persistent=False)
+
+    def power_mel(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Mel power (B, n_mels, N // hop) before the logarithm."""
+        pad = (self.n_fft - self.hop) // 2
+        with torch.autocast(waveform.device.type, enabled=False):
+            x = F.pad(waveform.float(), (pad, pad))
+            spec = torch.stft(x, self.n_fft, self.hop, win_length=self.window.shape[0], center=False,
+                              window=self.window, return_complex=True)
+            power = spec.real.square() + spec.imag.square()  # (B, F, frames)
+            return torch.einsum("bft,fm->bmt", power, self.filters)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.power_mel(waveform) + self.log_floor)
+
+
+class MelAudioEncoder(nn.Module):
+    """E_aud of kind ``mel``: waveform (B, N) -> features (B, T, D) at 25 fps (see the module docstring)."""
+
+    def __init__(self, cfg: AudioEncoderConfig, dim: int) -> None:
+        super().__init__()
+        if cfg.kind != "mel":
+            raise ValueError(f"MelAudioEncoder needs kind='mel', got {cfg.kind!r}")
+        self.cfg, m = cfg, cfg.mel
+        self.logmel = LogMelSpectrogram(m)
+        self.norm = nn.BatchNorm1d(m.n_mels)
+        layers: list[nn.Module] = []
+        width = m.n_mels
+        for _ in range(m.layers):
+            layers += [nn.Conv1d(width, m.channels, m.kernel, padding=m.kernel // 2), nn.GELU(), nn.Dropout(m.dropout)]
+            width = m.channels
+        self.convs = nn.Sequential(*layers)
+        self.rate = m.frames_per_video_frame
+        self.to_frames = nn.Conv1d(width, dim, self.rate, stride=self.rate)
+
+    def features(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Standardised log-mel (B, n_mels, rate x num_frames), augmented in training mode."""
+        n = self.rate * num_frames
+        mel = self.logmel(waveform)
+        if mel.shape[-1] < n:
+            raise ValueError(f"{waveform.shape[-1]} audio samples give {mel.shape[-1]} mel frames, fewer than the "
+                             f"{n} of {num_frames} video frames")
+        x = self.norm(mel[..., :n])
+        return self._augment(x) if self.training else x
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.cfg.mel
+        b, bands, t = x.shape
+        keep = torch.ones_like(x)
+        for _ in range(m.time_masks):
+            keep = keep * (1 - _random_spans(b, t, m.time_mask_frames, x)[:, None, :])
+        for _ in range(m.freq_masks):
+            keep = keep * (1 - _random_spans(b, bands, m.freq_mask_bands, x)[:, :, None])
+        x = x * keep  # masked entries become 0, the standardised mean
+        if m.noise_std > 0:
+            x = x + m.noise_std * torch.randn_like(x)
+        return x
+
+    def forward(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Features (B, num_frames, D): convolutions at the spectrogram rate, then 4 frames -> 1 per video frame."""
+        return self.to_frames(self.convs(self.features(waveform, num_frames))).transpose(1, 2)
+
+
+def _random_spans(batch: int, size: int, longest: int, like: torch.Tensor) -> torch.Tensor:
+    """(batch, size) 0/1 rows, each with one span of uniform length in [0, longest] at a uniform position."""
+    w = torch.randint(0, min(longest, size) + 1, (batch, 1), device=like.device)
+    s0 = (torch.rand(batch, 1, device=like.device) * (size - w + 1)).long()
+    pos = torch.arange(size, device=like.device)[None]
+    return ((pos >= s0) & (pos < s0 + w)).to(like.dtype)
+
+
+def build_audio_encoder(cfg: AudioEncoderConfig, dim: int, registry: WeightsRegistry | None = None, *,
+                        load_weights: bool = True) -> nn.Module:
+    """E_aud of ``cfg.kind``: :class:`AudioEncoder` (HuBERT) or :class:`MelAudioEncoder` (log-mel conv)."""
+    if cfg.kind == "mel":
+        return MelAudioEncoder(cfg, dim)
+    return AudioEncoder(cfg, dim, registry, load_weights=load_weights)
+
+
+__all__ = ["AudioEncoderConfig", "MelEncoderConfig", "AudioEncoder", "MelAudioEncoder", "LogMelSpectrogram",
+           "build_audio_encoder", "mel_filterbank", "build_hubert", "pretrained_folder", "random_hubert_config",
+           "describe_audio_init", "KINDS", "INITS", "FREEZE", "RANDOM_SIZES"]

@@ -2,8 +2,9 @@
 
 Data flow for a window of T frames (B windows):
 
-1. **Audio** (B, (T + 2c) x 640 samples) -> E_aud (HuBERT + 25 fps projection) -> (B, T + 2c, D), cropped to
-   the T frames of the window (``c`` context frames of real audio on each side).
+1. **Audio** (B, (T + 2c) x 640 samples) -> E_aud (HuBERT + 25 fps projection, or for small-data runs
+   without pretrained weights a log-mel conv encoder: :mod:`pt_model.audio_encoder`) -> (B, T + 2c, D),
+   cropped to the T frames of the window (``c`` context frames of real audio on each side).
 2. **Style** from expression-only vertices {0, beta_t, 0} of *other* frames of the speaker (B, Ts, E):
    the fully-connected vertex encoder E_vtx maps every frame to R^D; the mean and standard deviation over
    time (masked, windows may be padded) are concatenated and mapped by one linear layer to S in R^D.
@@ -20,6 +21,12 @@ Data flow for a window of T frames (B windows):
    (translation invariant, so a model trained on short windows runs on whole clips); the fully-connected
    vertex decoder D_vtx outputs lower-face vertex offsets from the template (last layer zero-initialised:
    training starts from the neutral mouth).
+   Two options for small data (off in the paper preset): ``decoder_space="expression"`` makes D_vtx
+   output expression-coefficient offsets that the face model's fixed blendshape basis maps to vertices
+   (57 outputs instead of 3 x Ld; the prediction stays in the span the data was fitted in), and
+   ``style_residual`` adds the offsets to the style frames' mean expression {alpha, mean beta_style, 0}
+   instead of the template, so the zero-initialised model starts at the speaker's mean mouth and learns
+   only the audio-driven motion around it (needs ``use_style``).
 5. **Full mesh** (:meth:`Stage1Model.geometry`): the generated lower face replaces those vertices of the
    ground-truth {alpha, beta_t, 0} mesh (the upper face keeps blinks and brows), then pose and PNCC
    rendering (:func:`render_pncc`, through ``pt_data.render``).
@@ -50,10 +57,12 @@ from pt_data.face_model import FaceModel
 from pt_data.landmarks import LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP
 from pt_data.shard_schema import SAMPLES_PER_FRAME
 from pt_data.weights import WeightsRegistry
-from pt_model.audio_encoder import AudioEncoder, AudioEncoderConfig
+from pt_model.audio_encoder import AudioEncoderConfig, build_audio_encoder
 
 #: MediaPipe points of the mouth-opening measure: upper inner lip, lower inner lip, left and right corner.
 MOUTH_POINTS = (UPPER_INNER_LIP, LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT)
+#: What D_vtx outputs (see :class:`Stage1ModelConfig` and the module docstring).
+DECODER_SPACES = ("vertex", "expression")
 
 
 @dataclass
@@ -71,6 +80,8 @@ class Stage1ModelConfig:
     decoder_mask: str = "lower_face"
     vertex_scale_mm: float = 10.0
     use_style: bool = True
+    decoder_space: str = "vertex"  # D_vtx outputs: "vertex" offsets (the paper) or "expression" coefficients
+    style_residual: bool = False  # offsets from the style frames' mean expression instead of the template
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
 
     def __post_init__(self) -> None:
@@ -80,6 +91,10 @@ class Stage1ModelConfig:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if self.vertex_stride < 1:
             raise ValueError("vertex_stride must be >= 1")
+        if self.decoder_space not in DECODER_SPACES:
+            raise ValueError(f"decoder_space must be one of {DECODER_SPACES}, got {self.decoder_space!r}")
+        if self.style_residual and not self.use_style:
+            raise ValueError("style_residual needs use_style: without style frames there is no mean expression")
 
 
 # ------------------------------------------------------------------------------------------- geometry
@@ -173,6 +188,23 @@ class VertexDecoder(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h).unflatten(-1, (self.num_vertices, 3))
+
+
+class ExpressionDecoder(nn.Module):
+    """D_vtx in expression space: (..., D) -> (..., E) expression-coefficient offsets; the last layer starts at 0.
+
+    The model maps the coefficients to vertex offsets through the face model's fixed blendshape basis, so the
+    output always lies in the span of the expressions the data was fitted with.
+    """
+
+    def __init__(self, dim: int, hidden: int, num_expression: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, num_expression))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
 
 
 class Attention(nn.Module):
@@ -296,7 +328,7 @@ class Stage1Model(nn.Module):
         self.face_model_id = face_model.model_id
         self.sets = vertex_sets(face_model, cfg)
         d = cfg.dim
-        self.audio_encoder = AudioEncoder(cfg.audio, d, registry, load_weights=load_audio_weights)
+        self.audio_encoder = build_audio_encoder(cfg.audio, d, registry, load_weights=load_audio_weights)
         self.vertex_encoder = VertexEncoder(len(self.sets.encoder), cfg.vertex_hidden, d)
         self.style_proj = nn.Linear(2 * d, d) if cfg.use_style else None
         self.style_injection = StyleInjection(d, cfg.heads, cfg.ff_mult, cfg.dropout)
@@ -304,7 +336,9 @@ class Stage1Model(nn.Module):
         self.blocks = nn.ModuleList(SelfAttentionBlock(d, cfg.heads, cfg.ff_mult, cfg.dropout)
                                     for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(d)
-        self.vertex_decoder = VertexDecoder(d, cfg.vertex_hidden, len(self.sets.decoder))
+        self.vertex_decoder: nn.Module = (
+            ExpressionDecoder(d, cfg.vertex_hidden, face_model.num_expression) if cfg.decoder_space == "expression"
+            else VertexDecoder(d, cfg.vertex_hidden, len(self.sets.decoder)))
         self._register_geometry(face_model)
 
     # ---- geometry buffers (not saved: rebuilt from the face model, whose id the config records)
@@ -348,6 +382,13 @@ class Stage1Model(nn.Module):
         mean = (h * m).sum(1) / n
         std = torch.sqrt(((h - mean[:, None]) ** 2 * m).sum(1) / n + 1e-6)
         return self.style_proj(torch.cat([mean, std], -1))
+
+    @staticmethod
+    def style_mean_expression(style_expression: torch.Tensor, style_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean expression coefficients (B, E) of the valid style frames (float32): the speaker's mean mouth."""
+        e = style_expression.float()
+        m = torch.ones(e.shape[:2], device=e.device) if style_mask is None else style_mask.float()
+        return (e * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1.0)
 
     def template_token(self, shape: torch.Tensor) -> torch.Tensor:
         """vtx_tmp (B, 1, D): E_vtx of the identity template {alpha, 0, 0}."""
@@ -393,8 +434,17 @@ class Stage1Model(nn.Module):
         bias = alibi_bias(t, self.cfg.heads, x.device)
         for block in self.blocks:
             x = block(x, bias)
-        offsets = self.vertex_decoder(self.norm(x)).float() * self.cfg.vertex_scale_mm
-        return self.template_vertices(shape)[:, None] + offsets  # float32: template in full precision
+        out = self.vertex_decoder(self.norm(x))
+        with _float32(out):  # mesh arithmetic in float32, also under autocast
+            if self.cfg.decoder_space == "expression":
+                offsets = (out.float() @ self.dec_exp).view(*out.shape[:2], -1, 3)
+            else:
+                offsets = out.float() * self.cfg.vertex_scale_mm
+            base = self.template_vertices(shape)[:, None]
+            if self.cfg.style_residual:
+                mean = self.style_mean_expression(style_expression, style_mask)  # type: ignore[arg-type]
+                base = base + (mean @ self.dec_exp).view(mean.shape[0], 1, -1, 3)
+            return base + offsets
 
     # ---- full meshes
     @torch.no_grad()
@@ -461,4 +511,5 @@ def render_pncc(geometry: Stage1Geometry, face_model: FaceModel, renderer: Any =
 
 
 __all__ = ["Stage1ModelConfig", "Stage1Model", "Stage1Geometry", "VertexSets", "vertex_sets", "render_pncc",
-           "mouth_opening", "canonical_mouth_opening", "mouth_vertex_ids", "MOUTH_POINTS", "alibi_bias"]
+           "mouth_opening", "canonical_mouth_opening", "mouth_vertex_ids", "MOUTH_POINTS", "alibi_bias",
+           "DECODER_SPACES", "VertexDecoder", "ExpressionDecoder"]

@@ -15,6 +15,9 @@ Held-out frames: with ``holdout_tail`` = h > 0 and no separate validation shards
 every clip is never used for training; validation (:func:`load_validation_clips`) predicts that tail with
 the style taken from the clip's head (the frames before it), as dubbing does with a reference video. With
 ``val_shards`` the training uses whole clips and the same head/tail split applies to the validation clips.
+``clip_fraction`` = f < 1 cuts every clip (training and validation) to its first fraction f before all of
+this: an inner split for choosing settings without touching the final test frames (f = 0.8 with h = 0.25
+trains on the first 60 % of every clip and validates on 60-80 %, leaving the last 20 % unseen).
 """
 from __future__ import annotations
 
@@ -51,12 +54,15 @@ class Stage1DataConfig:
     context_frames: int = 8  # real audio on each side of the window, given to the audio encoder
     windows_per_clip: int = 4  # training windows per clip and epoch
     holdout_tail: float = 0.2  # last fraction of each clip kept for validation (0: none)
+    clip_fraction: float = 1.0  # only the first fraction of every clip exists for this run (inner splits)
     shuffle_buffer: int = 256
     val_max_clips: int = 64
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.holdout_tail < 1.0:
             raise ValueError(f"holdout_tail must be in [0, 1), got {self.holdout_tail}")
+        if not 0.0 < self.clip_fraction <= 1.0:
+            raise ValueError(f"clip_fraction must be in (0, 1], got {self.clip_fraction}")
         if self.window < 1 or self.style_min_frames < 1 or self.style_frames < self.style_min_frames:
             raise ValueError("need window >= 1 and 1 <= style_min_frames <= style_frames")
 
@@ -184,7 +190,7 @@ class Stage1WindowDataset(IterableDataset):
 
     def _windows(self, clip: GeometryClip) -> Iterator[dict[str, np.ndarray]]:
         c = self.cfg
-        usable = int(np.floor(clip.num_frames * c.train_fraction))
+        usable = int(np.floor(kept_frames(clip.num_frames, c.clip_fraction) * c.train_fraction))
         rng = np.random.default_rng([self.seed, self.epoch, _clip_seed(clip.clip_id)])
         for _ in range(c.windows_per_clip):
             w = sample_windows(usable, c.window, c.style_frames, c.style_min_frames, rng)
@@ -221,6 +227,11 @@ class ValidationClip:
     head_expression: np.ndarray  # (Th, E): the style frames (also the mean-mouth baseline's source)
 
 
+def kept_frames(num_frames: int, clip_fraction: float) -> int:
+    """Frames of a clip that exist for a run with ``clip_fraction`` (its first ``floor(f * T)``)."""
+    return num_frames if clip_fraction >= 1.0 else int(np.floor(num_frames * clip_fraction))
+
+
 def validation_split(num_frames: int, holdout_tail: float, style_min: int) -> int | None:
     """The first held-out frame of a clip (head = style, tail = target), or ``None`` if either is too short."""
     split = int(np.floor(num_frames * (1.0 - holdout_tail)))
@@ -233,7 +244,9 @@ def load_validation_clips(cfg: Stage1DataConfig, max_style_frames: int = 250) ->
     """The validation set: tails of the validation shards' clips (or of the training clips' held-out part).
 
     With ``val_shards`` the tail is ``holdout_tail`` of each clip (half when that is 0); without them it is
-    the training clips' held-out tail, and nothing when ``holdout_tail`` is 0. The style window is the head's last ``max_style_frames`` frames (10 s at most). Deterministic (file
+    the training clips' held-out tail, and nothing when ``holdout_tail`` is 0 (clips first cut to
+    ``clip_fraction``). The style window is the head's last ``max_style_frames`` frames (10 s at most).
+    Deterministic (file
     order), at most ``cfg.val_max_clips`` clips.
     """
     if cfg.val_shards:
@@ -248,11 +261,12 @@ def load_validation_clips(cfg: Stage1DataConfig, max_style_frames: int = 250) ->
             clip = clip_from_row(row)
             if clip is None:
                 continue
-            split = validation_split(clip.num_frames, holdout, cfg.style_min_frames)
+            end = kept_frames(clip.num_frames, cfg.clip_fraction)
+            split = validation_split(end, holdout, cfg.style_min_frames)
             if split is None:
                 continue
             s0 = max(0, split - max_style_frames)
-            item = make_item(clip, split, clip.num_frames - split, s0, split - s0, context=cfg.context_frames)
+            item = make_item(clip, split, end - split, s0, split - s0, context=cfg.context_frames)
             out.append(ValidationClip(clip.clip_id, clip.speaker_id, item, clip.expression[s0:split]))
             if len(out) >= cfg.val_max_clips:
                 return out
@@ -261,4 +275,4 @@ def load_validation_clips(cfg: Stage1DataConfig, max_style_frames: int = 250) ->
 
 __all__ = ["Stage1DataConfig", "Stage1WindowDataset", "GeometryClip", "ValidationClip", "MissingGeometryError",
            "check_geometry", "clip_from_row", "sample_windows", "make_item", "load_validation_clips",
-           "validation_split", "GEOMETRY_COLUMNS", "STAGE1_COLUMNS"]
+           "validation_split", "kept_frames", "GEOMETRY_COLUMNS", "STAGE1_COLUMNS"]

@@ -7,9 +7,17 @@ Presets (the paper gives no sizes besides HuBERT; these are the project's):
   frozen; a missing folder is a :class:`~pt_data.weights.MissingWeightsError` unless
   ``random_audio_encoder`` asks for a randomly initialised HuBERT-base, recorded as such), windows of 32
   frames with up to 64 style frames and 8 frames of audio context, batch 32, AdamW 1e-4, 1000 warm-up steps.
-* ``tiny``: D = 32, 2 heads, 2 layers, every 16th vertex of the masks (589 encoded, 206 decoded), a tiny
-  randomly initialised HuBERT (``audio encoder: random init (tiny preset)`` in the run config: no
-  pretrained weights exist for it), windows of 16 frames: smoke runs and CPU tests.
+* ``tiny`` (small data, CPU): every 16th vertex of the masks (589 encoded, 206 decoded), windows of 16
+  frames, D = 32, 2 heads. Its default audio encoder is the log-mel conv encoder
+  (``audio encoder: log-mel conv (no pretrained weights)`` in the run config), with the settings that
+  learned lip motion from ~25 s of real video (``benchmarks/stage1_lve.py``, ``reports/stage1_lve.md``;
+  chosen on an inner split, never on the test frames): 32-channel convs, SpecAugment masks and feature
+  noise 0.3, dropout 0.2, no self-attention block, an expression-space decoder whose output is added to
+  the style frames' mean expression (``decoder_space="expression"``, ``style_residual``: the model
+  starts at the speaker's mean mouth), 600 steps of batch 8 at 2e-3 with 4 context frames.
+  ``--audio-encoder hubert`` gives the former tiny model: a randomly initialised tiny HuBERT
+  (``audio encoder: random init (tiny preset)``: no pretrained weights exist for it), 2 self-attention
+  layers, the paper's vertex decoder: smoke runs of the paper's architecture.
 
 Loss (in units of ``vertex_scale_mm`` = 1 cm, on the decoded lower-face vertices; the paper gives none):
 ``vertex * MSE + velocity * MSE of frame-to-frame differences (temporal smoothness, lip dynamics)
@@ -38,7 +46,7 @@ import torch
 from pt_data.face_model import FaceModel
 from pt_data.face_model_convert import default_face_model
 from pt_data.weights import MissingWeightsError, WeightsRegistry
-from pt_model.audio_encoder import AudioEncoderConfig, describe_audio_init
+from pt_model.audio_encoder import KINDS, AudioEncoderConfig, MelEncoderConfig, describe_audio_init
 from pt_model.stage1 import Stage1Model, Stage1ModelConfig
 from pt_model.stage1_data import (MissingGeometryError, Stage1DataConfig, Stage1WindowDataset, ValidationClip,
                                   check_geometry, load_validation_clips)
@@ -47,6 +55,20 @@ from pt_model.train_loop import (ConfigMismatchError, TrainLoopConfig, add_loop_
 
 PRESETS = ("tiny", "paper")
 TASK_NAME = "stage1"
+#: The paper preset's network and windows (any audio encoder).
+PAPER_MODEL: dict[str, Any] = dict(dim=512, heads=8, layers=4, ff_mult=4, dropout=0.1, vertex_hidden=512,
+                                   vertex_stride=1)
+PAPER_DATA: dict[str, Any] = dict(window=32, style_frames=64, style_min_frames=16, context_frames=8,
+                                  windows_per_clip=4, shuffle_buffer=256, val_max_clips=64)
+#: The audio encoder each preset uses unless told otherwise (``--audio-encoder``).
+PRESET_AUDIO_ENCODER = {"tiny": "mel", "paper": "hubert"}
+#: The tiny preset's log-mel encoder (fields of MelEncoderConfig) and network with it (see the module doc).
+TINY_MEL: dict[str, Any] = dict(channels=32, layers=2, kernel=5, dropout=0.2, time_masks=2, time_mask_frames=8,
+                                freq_masks=2, freq_mask_bands=8, noise_std=0.3)
+TINY_MEL_LOOP: dict[str, Any] = dict(max_steps=600, batch_size=8, lr=2e-3, warmup_steps=0, weight_decay=0.0,
+                                     log_every=10, val_every=100, ckpt_every=100)
+TINY_MEL_MODEL: dict[str, Any] = dict(dim=32, heads=2, layers=0, ff_mult=2, dropout=0.2, vertex_hidden=64,
+                                      vertex_stride=16, decoder_space="expression", style_residual=True)
 
 
 @dataclass
@@ -88,30 +110,47 @@ class Stage1Config:
 # ------------------------------------------------------------------------------------------- presets
 def preset_config(preset: str, shards: str, *, val_shards: str | None = None, random_audio_encoder: bool = False,
                   use_style: bool = True, audio_freeze: str | None = None, face_model: str | None = None,
+                  audio_encoder: str | None = None, mel: dict[str, Any] | None = None,
                   model: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
                   loss: dict[str, Any] | None = None) -> Stage1Config:
-    """The :class:`Stage1Config` of a preset, with optional overrides of model / data / loss fields."""
-    if preset == "tiny":
+    """The :class:`Stage1Config` of a preset, with optional overrides of model / data / loss fields.
+
+    ``audio_encoder`` picks the kind of E_aud (``hubert`` or ``mel``; default: the preset's), ``mel``
+    overrides fields of :class:`~pt_model.audio_encoder.MelEncoderConfig`. ``use_style=False`` (the
+    ablation) also turns ``style_residual`` off: the ablated model sees no frame of the speaker.
+    """
+    kind = audio_encoder or PRESET_AUDIO_ENCODER.get(preset, "hubert")
+    if kind not in KINDS:
+        raise ValueError(f"unknown audio encoder {kind!r}; use one of {KINDS}")
+    if preset == "tiny" and kind == "mel":
+        audio = AudioEncoderConfig(kind="mel", mel=MelEncoderConfig(**{**TINY_MEL, **(mel or {})}))
+        note = describe_audio_init(audio)
+        mcfg: dict[str, Any] = dict(TINY_MEL_MODEL)
+        dcfg: dict[str, Any] = dict(window=16, style_frames=32, style_min_frames=8, context_frames=4,
+                                    windows_per_clip=16, shuffle_buffer=64, val_max_clips=16)
+    elif preset == "tiny":
         audio = AudioEncoderConfig(init="random", size="tiny", freeze=audio_freeze or "none")
         note = describe_audio_init(audio, "tiny preset")
-        mcfg: dict[str, Any] = dict(dim=32, heads=2, layers=2, ff_mult=2, dropout=0.0, vertex_hidden=64,
-                                    vertex_stride=16)
-        dcfg: dict[str, Any] = dict(window=16, style_frames=32, style_min_frames=8, context_frames=2,
-                                    windows_per_clip=4, shuffle_buffer=64, val_max_clips=16)
+        mcfg = dict(dim=32, heads=2, layers=2, ff_mult=2, dropout=0.0, vertex_hidden=64, vertex_stride=16)
+        dcfg = dict(window=16, style_frames=32, style_min_frames=8, context_frames=2,
+                    windows_per_clip=4, shuffle_buffer=64, val_max_clips=16)
     elif preset == "paper":
-        if random_audio_encoder:
+        mcfg, dcfg = dict(PAPER_MODEL), dict(PAPER_DATA)
+        if kind == "mel":
+            audio = AudioEncoderConfig(kind="mel", mel=MelEncoderConfig(**(mel or {})))
+            note = describe_audio_init(audio)
+        elif random_audio_encoder:
             audio = AudioEncoderConfig(init="random", size="base", freeze=audio_freeze or "none")
             note = describe_audio_init(audio, "--random-audio-encoder: HuBERT-base architecture, NOT pretrained")
         else:
             audio = AudioEncoderConfig(init="pretrained", weights="hubert-base-ls960",
                                        freeze=audio_freeze or "feature_extractor")
             note = describe_audio_init(audio)
-        mcfg = dict(dim=512, heads=8, layers=4, ff_mult=4, dropout=0.1, vertex_hidden=512, vertex_stride=1)
-        dcfg = dict(window=32, style_frames=64, style_min_frames=16, context_frames=8, windows_per_clip=4,
-                    shuffle_buffer=256, val_max_clips=64)
     else:
         raise ValueError(f"unknown stage-1 preset {preset!r}; use one of {PRESETS}")
     mcfg.update(use_style=use_style, **(model or {}))
+    if not use_style:
+        mcfg["style_residual"] = False
     dcfg.update(data or {})
     return Stage1Config(model=Stage1ModelConfig(audio=audio, **mcfg),
                         data=Stage1DataConfig(shards=shards, val_shards=val_shards, **dcfg),
@@ -119,8 +158,11 @@ def preset_config(preset: str, shards: str, *, val_shards: str | None = None, ra
                         audio_encoder=note)
 
 
-def preset_loop_defaults(preset: str) -> dict[str, Any]:
-    """Loop settings of a preset (each can be overridden on the command line)."""
+def preset_loop_defaults(preset: str, audio_encoder: str | None = None) -> dict[str, Any]:
+    """Loop settings of a preset and audio encoder (default: the preset's); each can be overridden."""
+    kind = audio_encoder or PRESET_AUDIO_ENCODER.get(preset, "hubert")
+    if preset == "tiny" and kind == "mel":
+        return dict(TINY_MEL_LOOP)
     if preset == "tiny":
         return dict(max_steps=200, batch_size=8, lr=2e-3, warmup_steps=0, weight_decay=0.0, log_every=10,
                     val_every=100, ckpt_every=100)
@@ -277,6 +319,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--preset", choices=PRESETS, default="paper",
                     help="model and loop sizes: paper (the default) or tiny (smoke runs, CPU)")
     m = p.add_argument_group("model")
+    m.add_argument("--audio-encoder", choices=list(KINDS),
+                   help="E_aud: hubert (the paper) or mel (log-mel conv, no pretrained weights; for small data). "
+                        "Default: the preset's (paper: hubert, tiny: mel)")
     m.add_argument("--random-audio-encoder", action="store_true",
                    help="paper preset without pretrained HuBERT: a randomly initialised HuBERT-base "
                         "(recorded in the run config; results are not comparable)")
@@ -298,8 +343,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[Stage1Config, TrainLoopC
                               ("holdout_tail", args.holdout_tail)) if v is not None}
     cfg = preset_config(args.preset, args.shards, val_shards=args.val_shards,
                         random_audio_encoder=args.random_audio_encoder, use_style=not args.no_style,
-                        audio_freeze=args.freeze_audio, face_model=args.face_model, data=data)
-    return cfg, loop_config_from_args(args, preset_loop_defaults(args.preset), out=args.out)
+                        audio_freeze=args.freeze_audio, face_model=args.face_model,
+                        audio_encoder=getattr(args, "audio_encoder", None), data=data)
+    return cfg, loop_config_from_args(args, preset_loop_defaults(args.preset, cfg.model.audio.kind), out=args.out)
 
 
 def run(args: argparse.Namespace) -> int:
