@@ -20,6 +20,29 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a module: tiny models gain nothing from more on a small shared CI box."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def face_model():
+    """The default morphable model (ICT-FaceKit light face from the shared data); skipped when unavailable."""
+    from pt_data.face_model import FaceModelError
+    from pt_data.face_model_convert import default_face_model
+
+    try:
+        return default_face_model()
+    except FaceModelError as e:
+        pytest.skip(f"no face model available: {e}")
+
+
 def make_clip(i: int, num_frames: int = 4, *, speaker: str = "spk0", seed: int = 0, geometry: bool = False):
     """A valid tiny clip with random 256x256 frames (deterministic by ``seed`` and ``i``)."""
     from pt_data.clip import Clip

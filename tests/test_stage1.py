@@ -23,23 +23,7 @@ from pt_model.train_loop import (ConfigMismatchError, TrainLoopConfig, load_chec
                                  train)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI box is small and shared: intra-op threads only add contention for these tiny models."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def face_model():
-    from pt_data.face_model_convert import default_face_model
-
-    try:
-        return default_face_model()
-    except Exception as e:  # noqa: BLE001 - the ICT arrays live in the shared data
-        pytest.skip(f"default face model not available: {e}")
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures one_thread / face_model: tests/conftest.py
 
 
 @pytest.fixture(scope="module")

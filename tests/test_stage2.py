@@ -14,24 +14,7 @@ from pt_model.stage2 import (ATTENTION_MODES, Stage2Config, Stage2Renderer, chun
                              mouth_region_mask)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CI box is shared: one intra-op thread keeps these small tensors fast and timings stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def face_model():
-    from pt_data.face_model import FaceModelError
-    from pt_data.face_model_convert import default_face_model
-
-    try:
-        return default_face_model()
-    except FaceModelError as e:
-        pytest.skip(f"no face model available: {e}")
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures one_thread / face_model: tests/conftest.py
 
 
 def _inputs(b: int, size: int, n_face: int = 5, n_lip: int = 5, seed: int = 0):
