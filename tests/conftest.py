@@ -43,6 +43,23 @@ def face_model():
         pytest.skip(f"no face model available: {e}")
 
 
+@pytest.fixture(scope="session")
+def mediapipe_face_model():
+    """The ICT face reduced to its 478 MediaPipe-corresponding vertices and 20 identity modes (fast fits)."""
+    from pt_data.face_model import FaceModel
+    from pt_data.face_model_convert import default_face_model, shared_data_dir
+
+    if shared_data_dir() is None:
+        pytest.skip("the ICT face model in ../shared/data is needed (set PT_SHARED_DATA)")
+    full = default_face_model()
+    ids = full.mediapipe_ids
+    return FaceModel(name="ict-mediapipe-subset", mean=full.mean[ids], id_basis=full.id_basis[:20, ids],
+                     exp_basis=full.exp_basis[:, ids], triangles=np.array([[0, 1, 2]]),
+                     landmark68_ids=np.zeros(68, int), mediapipe_ids=np.arange(478),
+                     mediapipe_weights=full.mediapipe_weights, masks={k: v[ids] for k, v in full.masks.items()},
+                     exp_names=full.exp_names, exp_lower=full.exp_lower, exp_upper=full.exp_upper)
+
+
 def make_clip(i: int, num_frames: int = 4, *, speaker: str = "spk0", seed: int = 0, geometry: bool = False):
     """A valid tiny clip with random 256x256 frames (deterministic by ``seed`` and ``i``)."""
     from pt_data.clip import Clip

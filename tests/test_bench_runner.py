@@ -498,23 +498,8 @@ def test_tsne_title_marks_random_weights_and_needs_three_points(tmp_path):
     assert f"at least {MIN_TSNE_POINTS}" in style_tsne_status(tmp_path)
 
 
-def ict_mediapipe_face_model():
-    """The ICT face reduced to its 478 MediaPipe-corresponding vertices and 20 identity modes (fast fits)."""
-    from pt_data.face_model import FaceModel
-    from pt_data.face_model_convert import default_face_model, shared_data_dir
 
-    if shared_data_dir() is None:
-        pytest.skip("the ICT face model in ../shared/data is needed (set PT_SHARED_DATA)")
-    full = default_face_model()
-    ids = full.mediapipe_ids
-    return FaceModel(name="ict-mediapipe-subset", mean=full.mean[ids], id_basis=full.id_basis[:20, ids],
-                     exp_basis=full.exp_basis[:, ids], triangles=np.array([[0, 1, 2]]),
-                     landmark68_ids=np.zeros(68, int), mediapipe_ids=np.arange(478),
-                     mediapipe_weights=full.mediapipe_weights, masks={k: v[ids] for k, v in full.masks.items()},
-                     exp_names=full.exp_names, exp_lower=full.exp_lower, exp_upper=full.exp_upper)
-
-
-def test_stylesim_run_saves_style_embeddings_for_the_tsne(tmp_path, monkeypatch):
+def test_stylesim_run_saves_style_embeddings_for_the_tsne(tmp_path, monkeypatch, mediapipe_face_model):
     """A real StyleSim (random tiny encoder, real 3DMM fit) in a run: the landmarks of the tiny videos are
     synthetic talking-head geometry placed in the runner's landmark cache, the way a second run finds them."""
     import torch
@@ -526,7 +511,7 @@ def test_stylesim_run_saves_style_embeddings_for_the_tsne(tmp_path, monkeypatch)
     from pt_data.fit_config import FitConfig
     from pt_data.synthetic_geometry import synthetic_clip
 
-    fm = ict_mediapipe_face_model()
+    fm = mediapipe_face_model
     n = 24
     dirs = {k: tmp_path / k for k in ("ref", "copy", "noisy")}
     write_set(dirs["ref"], "abc", n=n)
