@@ -64,6 +64,10 @@ def assert_shard_contract(out) -> int:
             assert np.isfinite(lm).all() and lm.min() > -32 and lm.max() < 288
             assert np.asarray(row["crop_affine"]).reshape(t, 2, 3).shape == (t, 2, 3)
             assert 0 <= row["iqa_score"] <= 100 and row["iqa_model"]
+            if row["face_model_id"] is not None:  # the fit stage ran (a face model was available)
+                assert np.asarray(row["pose"]).reshape(t, 6).shape == (t, 6)
+                assert len(row["expression"]) % t == 0 and len(row["shape"]) > 0
+                assert 0 < row["fit_landmark_error_px"] < 8 and np.isfinite(row["fit_jitter"])
             n += 1
     return n
 
@@ -132,6 +136,8 @@ def test_killed_run_resumes_with_the_same_clips_each_once(shared_data, tmp_path)
     curate(_cfg(videos, clean))
     want = sorted(_clip_ids(clean))
     assert len(want) >= 5 and assert_shard_contract(clean) == len(want)
+    geometry = json.loads((clean / "manifest.json").read_text())["geometry"]
+    assert geometry["status"] == "fitted" and geometry["face_model_id"].startswith("ict-light-face:")
     out = tmp_path / "killed"
     cmd = [PT, "curate", "--source", "folder", "--input", str(videos), "--output", str(out), "--engine", "local",
            "--shard-clips", "1", "--no-progress"]
