@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reference selection (random: the 'w/o frame selection' ablation)")
     p.add_argument("--paste-region", choices=("lower_face", "face"), default="lower_face",
                    help="the face-model region replaced in the original frames (default lower_face)")
+    p.add_argument("--no-colour-match", action="store_true",
+                   help="paste the rendered face as is (default: match its colours to the reference crop first)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better; default 18)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's; 1 is best on a busy machine)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = DubConfig(stage1=args.stage1, device=args.device, batch_size=args.batch_size, num_face=args.num_face,
                     num_lip=args.num_lip, references=args.references, paste_region=args.paste_region,
-                    crf=args.crf, progress=not args.no_progress)
+                    colour_match=not args.no_colour_match, crf=args.crf, progress=not args.no_progress)
     try:
         rep = dub(args.video, args.audio, args.out, args.checkpoint, cfg)
     except (DubError, CheckpointError, ConfigMismatchError, MissingWeightsError, FaceModelError) as e:

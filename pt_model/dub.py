@@ -79,6 +79,7 @@ class DubConfig:
     paste_close: float = 0.12  # closing over the mouth opening, fraction of the crop side
     paste_grow: float = 0.03  # dilation of the region, fraction of the crop side
     feather: float = 0.035  # Gaussian sigma of the mask edge, fraction of the crop side
+    colour_match: bool = True  # match the rendered face's colours to the reference crop before pasting
     stage1_window: int = 500  # output frames per stage-1 call (long audio is done in windows)
     style_frames: int = 250  # reference frames whose expressions give the speaking style
     crop: CropConfig = field(default_factory=CropConfig)
@@ -207,6 +208,25 @@ def soft_paste_mask(region: np.ndarray, crop_size: int = CROP_SIZE, *, close: fl
     u = np.clip((d - 1.0) / margin, 0.0, 1.0)
     taper = u * u * (3 - 2 * u)  # smoothstep: 0 at the border pixel, 1 beyond the margin
     return np.clip(soft * taper[:, None] * taper[None, :], 0.0, 1.0).astype(np.float32)
+
+
+def match_colours(crop: np.ndarray, ref_crop: np.ndarray, mask: np.ndarray, max_gain: float = 2.0) -> np.ndarray:
+    """``crop`` with the per-channel mean and spread of ``ref_crop`` inside ``mask`` (weights in [0, 1]).
+
+    Colour transfer (Reinhard-style, in RGB) before paste-back: a renderer whose colours drift from the
+    reference (lighting, a model trained on other faces) is brought back to the reference frame's skin
+    tone so the pasted region does not stand out. The gain is clamped to [1 / max_gain, max_gain].
+    """
+    w = np.asarray(mask, np.float64)[..., None]
+    total = w.sum()
+    if total < 1.0:
+        return crop
+    c, r = crop.astype(np.float64), ref_crop.astype(np.float64)
+    mu_c, mu_r = (c * w).sum((0, 1)) / total, (r * w).sum((0, 1)) / total
+    sd_c = np.sqrt((((c - mu_c) ** 2) * w).sum((0, 1)) / total)
+    sd_r = np.sqrt((((r - mu_r) ** 2) * w).sum((0, 1)) / total)
+    gain = np.clip(sd_r / np.maximum(sd_c, 1e-6), 1.0 / max_gain, max_gain)
+    return np.clip((c - mu_c) * gain + mu_r + 0.5, 0, 255).astype(np.uint8)
 
 
 def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -493,6 +513,8 @@ def dub(video: str | Path, audio: str | Path, out: str | Path, checkpoint: str |
                 region = np.maximum(tgt_r.region[j, 0].numpy(), ref_r.region[i, 0].numpy())
                 mask = soft_paste_mask(region, CROP_SIZE, close=cfg.paste_close, grow=cfg.paste_grow,
                                        feather=cfg.feather)
+                if cfg.colour_match:
+                    crop = match_colours(crop, crop_frame(ref.frames[i], ref.affines[i], CROP_SIZE), mask)
                 frame = paste_back(ref.frames[i], crop, ref.affines[i], mask)
                 if any(pad):
                     frame = np.pad(frame, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")

@@ -478,3 +478,20 @@ def test_pt_dub_command_reports_a_missing_model(tmp_path, capsys):
                               "--out", str(tmp_path / "o.mp4"), "--checkpoint", str(tmp_path / "no_run")])
     assert args.func(args) == 1
     assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()
+
+
+def test_colour_match_moves_the_face_to_the_reference_statistics():
+    from pt_model.dub import match_colours
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal([150, 110, 90], [20, 15, 12], (64, 64, 3)).clip(0, 255).astype(np.uint8)
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 16:48] = 1.0
+    assert np.array_equal(match_colours(ref, ref, mask), ref)  # already matched: unchanged
+    pale = (ref.astype(np.float32) * 0.3 + 170).astype(np.uint8)  # a washed-out render of the same face
+    fixed = match_colours(pale, ref, mask).astype(np.float32)
+    inside = mask > 0
+    want = ref.astype(np.float32)[inside].mean(0)
+    assert np.abs(fixed[inside].mean(0) - want).max() < 1.0
+    assert np.abs(pale.astype(np.float32)[inside].mean(0) - want).max() > 40
+    assert np.array_equal(match_colours(pale, ref, np.zeros_like(mask)), pale)  # empty mask: untouched
