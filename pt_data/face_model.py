@@ -121,10 +121,6 @@ class FaceModel:
         lo, hi = self.mean.min(0), self.mean.max(0)
         return ((self.mean - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
 
-    def clip_expression(self, expression: np.ndarray) -> np.ndarray:
-        """Expression coefficients clipped to the model's bounds."""
-        return np.clip(expression, self.exp_lower, self.exp_upper)
-
     # ---- integrity and files
     def check(self) -> None:
         """Raise :class:`FaceModelError` when shapes or indices are inconsistent."""

@@ -86,13 +86,16 @@ def extract_and_fit(video: str | os.PathLike, model: FaceModel, extract: Extract
     return out
 
 
-def overlay_frames(model: FaceModel, clip: Clip, alpha: float = 0.45, batch: int = 32) -> np.ndarray:
-    """(T, 256, 512, 3) uint8: the crop beside the crop with the fitted PNCC blended on it."""
+def overlay_frames(model: FaceModel, clip: Clip, alpha: float = 0.45, batch: int = 32, renderer=None) -> np.ndarray:
+    """(T, 256, 512, 3) uint8: the crop beside the crop with the fitted PNCC blended on it.
+
+    ``renderer``: a :class:`~pt_data.render.PNCCRenderer` of ``model`` to reuse across clips (default: a new one).
+    """
     import torch  # noqa: PLC0415
 
     from pt_data.render import PNCCRenderer, overlay  # noqa: PLC0415
 
-    renderer = PNCCRenderer(model)
+    renderer = renderer or PNCCRenderer(model)
     frames = decode_frames(clip.frames)
     out = np.empty((len(frames), frames.shape[1], frames.shape[2] * 2, 3), np.uint8)
     for s in range(0, len(frames), batch):
@@ -132,7 +135,10 @@ def fit_video(video: str | os.PathLike, out_dir: str | os.PathLike, config: FitV
     np.savez(npz, face_model_id=np.str_(model.model_id), num_clips=np.int64(len(fits)), **arrays)
     files = [str(npz)]
     if cfg.overlay:
-        frames = np.concatenate([overlay_frames(model, f.clip, cfg.overlay_alpha) for f in fits])
+        from pt_data.render import PNCCRenderer  # noqa: PLC0415 - torch
+
+        renderer = PNCCRenderer(model)
+        frames = np.concatenate([overlay_frames(model, f.clip, cfg.overlay_alpha, renderer=renderer) for f in fits])
         audio = np.concatenate([np.asarray(f.clip.audio) for f in fits])
         mp4 = out / f"{stem}_overlay.mp4"
         write_video(str(mp4), frames, fps=FPS, audio=audio)

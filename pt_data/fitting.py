@@ -88,11 +88,6 @@ class _Batch:
         identity = torch.einsum("cs,skd->ckd", shape, self.id_basis)[self.clip_of]  # once per clip
         return self.mean + identity + torch.einsum("ne,ekd->nkd", expression, self.exp_basis)
 
-    def per_clip_mean(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(len(self.lengths), *x.shape[1:], device=x.device, dtype=x.dtype)
-        out.index_add_(0, self.clip_of, x)
-        return out / torch.as_tensor(self.lengths, device=x.device, dtype=x.dtype).reshape(-1, *[1] * (x.dim() - 1))
-
 
 def _fill_missing(lm: np.ndarray, clip: int) -> np.ndarray:
     """Frames without landmarks get the linear interpolation (or the nearest) of the detected ones."""

@@ -237,27 +237,6 @@ class FeedForward(nn.Module):
         return x + self.net(x)
 
 
-class StyleInjection(nn.Module):
-    """Cross-attention of per-frame queries (audio + S) over the audio features; S also added to the output."""
-
-    def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float) -> None:
-        super().__init__()
-        self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, dropout)
-        self.drop = nn.Dropout(dropout)
-        self.ff = FeedForward(dim, ff_mult, dropout)
-
-    def forward(self, audio: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:
-        q = self.norm_q(audio)
-        kv = self.norm_kv(audio)
-        if style is None:
-            x = audio + self.drop(self.attn(q, kv))
-        else:
-            s = style[:, None, :]
-            x = audio + s + self.drop(self.attn(q + s, kv))
-        return self.ff(x)
-
-
 class CrossAttentionBlock(nn.Module):
     """Pre-norm cross-attention (queries x, keys/values ctx) + feed-forward."""
 
@@ -270,6 +249,20 @@ class CrossAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         return self.ff(x + self.drop(self.attn(self.norm_q(x), self.norm_kv(ctx))))
+
+
+class StyleInjection(CrossAttentionBlock):
+    """Cross-attention of per-frame queries (audio + S) over the audio features; S also added to the output."""
+
+    def forward(self, audio: torch.Tensor, style: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        q = self.norm_q(audio)
+        kv = self.norm_kv(audio)
+        if style is None:
+            x = audio + self.drop(self.attn(q, kv))
+        else:
+            s = style[:, None, :]
+            x = audio + s + self.drop(self.attn(q + s, kv))
+        return self.ff(x)
 
 
 class SelfAttentionBlock(nn.Module):
